@@ -1,0 +1,289 @@
+"""One architecture spec, two worlds: a Flax network and its infinite-width limit.
+
+A spec (``MLP`` or ``CNN``) describes a network once, as a list of layers.
+``spec.flax()`` builds a ``flax.linen`` module from that list and
+``spec.stax()`` builds neural-tangents' ``(init_fn, apply_fn, kernel_fn)``
+from the same list, so the finite network and its closed-form NNGP / NTK
+cannot disagree about the architecture. Init variances and forward multipliers
+come from ``replication.parametrization`` (never Flax's default initialisers),
+and for the same parameters both sides compute the same function::
+
+    spec = MLP(width=512, depth=2, activation="relu", W_std=2**0.5, b_std=0.1)
+    module = spec.flax()
+    params = module.init(key, x)                      # {"params": {...}}
+    init_fn, apply_fn, kernel_fn = spec.stax()
+    module.apply(params, x) == apply_fn(spec.params_to_stax(params), x)
+
+``depth`` counts hidden layers (convolutions for ``CNN``); every affine layer
+uses the same ``W_std`` and ``b_std`` (``b_std=None``: no biases), including the
+readout to ``out_dim`` outputs. Under ``parameterization="standard"`` the
+closed-form NTK depends on the width, which ``stax()`` always takes from the
+spec. Inputs are ``(n, d)`` for ``MLP`` and ``(n, H, W, C)`` images for ``CNN``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from replication.parametrization import affine_scaling, check_parameterization
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A pointwise nonlinearity, as a JAX function and as a stax layer."""
+
+    fn: Callable[[jax.Array], jax.Array]
+    stax_layer: Callable[[], Any]
+
+
+def _stax():
+    # neural-tangents imports TensorFlow (about 6 s); imported on first use only.
+    from neural_tangents import stax
+
+    return stax
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(jax.nn.relu, lambda: _stax().Relu()),
+    "erf": Activation(jax.scipy.special.erf, lambda: _stax().Erf()),
+    "gelu": Activation(lambda x: jax.nn.gelu(x, approximate=False),
+                       lambda: _stax().Gelu(approximate=False)),
+}
+READOUTS = ("flatten", "gap")
+
+
+# ---------------------------------------------------------------------------
+# The layer list both sides are built from.
+
+@dataclass(frozen=True)
+class Affine:
+    """Dense layer (``kernel_size == ()``) or stride-1 SAME convolution."""
+
+    name: str
+    features: int
+    kernel_size: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    name: str
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Spatial reduction before a CNN's readout: ``flatten`` or ``gap``."""
+
+    kind: str
+
+
+Layer = Affine | Nonlinearity | Pool
+_CONV_DIMS = ("NHWC", "HWIO", "NHWC")  # stax.Conv's default for 2-D images
+
+
+# ---------------------------------------------------------------------------
+# The Flax side.
+
+class AffineLayer(nn.Module):
+    """``z = m_W * conv_or_matmul(x, w) + m_b * beta`` with explicit init.
+
+    Kernel shape ``kernel_size + (fan_in_channels, features)`` (Flax and stax
+    agree: ``(in, out)`` for dense, HWIO for conv); bias shape ``(features,)``.
+    """
+
+    features: int
+    kernel_size: tuple[int, ...]
+    W_std: float
+    b_std: float | None
+    parameterization: str
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        in_channels = x.shape[-1]
+        fan_in = in_channels * math.prod(self.kernel_size)
+        s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in)
+        w = self.param("kernel", nn.initializers.normal(s.weight_init_std),
+                       (*self.kernel_size, in_channels, self.features), self.param_dtype)
+        if self.kernel_size:
+            y = lax.conv_general_dilated(x, w, (1,) * len(self.kernel_size), "SAME",
+                                         dimension_numbers=_CONV_DIMS)
+        else:
+            y = x @ w
+        y = s.weight_multiplier * y
+        if self.b_std is not None:
+            beta = self.param("bias", nn.initializers.normal(s.bias_init_std),
+                              (self.features,), self.param_dtype)
+            y = y + s.bias_multiplier * beta
+        return y
+
+
+class Network(nn.Module):
+    """The Flax network of a spec; ``readout_input=True`` stops before the readout."""
+
+    spec: "MLP | CNN"
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, readout_input: bool = False):
+        spec = self.spec
+        for layer in spec.layers:
+            if isinstance(layer, Affine):
+                if readout_input and layer.name == "readout":
+                    return x
+                x = AffineLayer(layer.features, layer.kernel_size, spec.W_std, spec.b_std,
+                                spec.parameterization, self.param_dtype, name=layer.name)(x)
+            elif isinstance(layer, Nonlinearity):
+                x = ACTIVATIONS[layer.name].fn(x)
+            elif layer.kind == "flatten":
+                x = x.reshape(x.shape[0], -1)
+            else:
+                x = x.mean(axis=tuple(range(1, x.ndim - 1)))
+        return x
+
+
+@functools.lru_cache(maxsize=256)
+def _network(spec, param_dtype) -> Network:
+    return Network(spec, param_dtype)
+
+
+# ---------------------------------------------------------------------------
+# Specs.
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    width: int
+    depth: int = 2
+    activation: str = "relu"
+    W_std: float = 2**0.5
+    b_std: float | None = 0.1
+    parameterization: str = "ntk"
+    out_dim: int = 1
+
+    def __post_init__(self):
+        _check_positive_int("width", self.width)
+        _check_positive_int("out_dim", self.out_dim)
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            raise ValueError(f"depth must be a non-negative integer, got {self.depth!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; "
+                             f"allowed: {', '.join(ACTIVATIONS)}")
+        check_parameterization(self.parameterization)
+        if not (math.isfinite(self.W_std) and self.W_std > 0):
+            raise ValueError(f"W_std must be a positive finite number, got {self.W_std!r}")
+        if self.b_std is not None and not (math.isfinite(self.b_std) and self.b_std >= 0):
+            raise ValueError(f"b_std must be None or a finite number >= 0, got {self.b_std!r}")
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        raise NotImplementedError
+
+    def replace(self, **changes) -> "_Spec":
+        return dataclasses.replace(self, **changes)
+
+    def flax(self, param_dtype: Any = jnp.float32) -> Network:
+        """The ``flax.linen`` module: ``init(key, x)``, ``apply(params, x)``.
+
+        Equal specs return the same (immutable) module, so ``module.apply`` is
+        one function and what is compiled for it is reused.
+        """
+        return _network(self, jnp.dtype(param_dtype))
+
+    def stax(self):
+        """neural-tangents' ``(init_fn, apply_fn, kernel_fn)`` of the same network."""
+        stax = _stax()
+        layers = []
+        for layer in self.layers:
+            if isinstance(layer, Affine) and layer.kernel_size:
+                layers.append(stax.Conv(layer.features, layer.kernel_size, (1,) * len(layer.kernel_size),
+                                        "SAME", self.W_std, self.b_std,
+                                        parameterization=self.parameterization))
+            elif isinstance(layer, Affine):
+                layers.append(stax.Dense(layer.features, self.W_std, self.b_std,
+                                         parameterization=self.parameterization))
+            elif isinstance(layer, Nonlinearity):
+                layers.append(ACTIVATIONS[layer.name].stax_layer())
+            else:
+                layers.append(stax.Flatten() if layer.kind == "flatten" else stax.GlobalAvgPool())
+        return stax.serial(*layers)
+
+    def readout_scaling(self, fan_in: int):
+        """``AffineScaling`` of the readout layer given its fan-in."""
+        return affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in)
+
+    # Parameters travel between the two worlds layer by layer: stax keeps a
+    # list with ``(W, b)`` per affine layer (b shaped to broadcast against the
+    # output, or None) and ``()`` per other layer; Flax a dict keyed by name.
+
+    def params_to_stax(self, params) -> list:
+        tree = params["params"]
+        out = []
+        for layer in self.layers:
+            if isinstance(layer, Affine):
+                p = tree[layer.name]
+                b = p.get("bias")
+                if b is not None:
+                    b = b.reshape((1,) * (len(layer.kernel_size) + 1) + (-1,))
+                out.append((p["kernel"], b))
+            else:
+                out.append(())
+        return out
+
+    def params_from_stax(self, stax_params) -> dict:
+        tree = {}
+        for layer, p in zip(self.layers, stax_params, strict=True):
+            if isinstance(layer, Affine):
+                W, b = p
+                tree[layer.name] = {"kernel": W} if b is None else {"kernel": W, "bias": b.reshape(-1)}
+        return {"params": tree}
+
+
+@dataclass(frozen=True)
+class MLP(_Spec):
+    """Fully connected network: ``depth`` hidden layers of ``width`` units."""
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        hidden = []
+        for i in range(self.depth):
+            hidden += [Affine(f"dense_{i}", self.width), Nonlinearity(self.activation)]
+        return (*hidden, Affine("readout", self.out_dim))
+
+
+@dataclass(frozen=True)
+class CNN(_Spec):
+    """Convolutional network on ``(n, H, W, C)`` images.
+
+    ``depth`` convolutions with ``width`` channels, square ``kernel_size``
+    filters, stride 1 and SAME padding, then ``readout="flatten"`` (a dense
+    readout of all positions) or ``"gap"`` (global average pooling first).
+    """
+
+    kernel_size: int = 3
+    readout: str = "flatten"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive_int("kernel_size", self.kernel_size)
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown readout {self.readout!r}; allowed: {', '.join(READOUTS)}")
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        k = (self.kernel_size, self.kernel_size)
+        hidden = []
+        for i in range(self.depth):
+            hidden += [Affine(f"conv_{i}", self.width, k), Nonlinearity(self.activation)]
+        return (*hidden, Pool(self.readout), Affine("readout", self.out_dim))

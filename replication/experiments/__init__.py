@@ -1,0 +1,15 @@
+"""One module per experiment; each has ``DESCRIPTION``, ``Config``, ``PRESETS``,
+``OPTIONS`` (which command-line options it takes, mapped to ``Config``
+fields) and ``run(config) -> replication.report.Report``."""
+import importlib
+
+EXPERIMENTS = {
+    "ntk": "the neural tangent kernel at initialisation converges to its closed form",
+}
+PRESETS = ("quick", "full")
+
+
+def load(name: str):
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(f"replication.experiments.{name}")

@@ -1,0 +1,173 @@
+"""Kernels of finite networks, and the closed forms they are compared with.
+
+For a network ``f(theta, x)`` with ``k`` outputs, the empirical kernels are
+
+    NTK   Theta(x, x') = (1/k) sum_o  <d f_o(x)/d theta, d f_o(x')/d theta>
+    NNGP  K(x, x')     = sigma_w^2 <phi(x), phi(x')> + sigma_b^2
+
+where ``phi`` is the input of the readout layer (flattened or pooled for a
+CNN) and ``sigma_w^2`` (per fan-in unit) and ``sigma_b^2`` are the variances of
+the readout's effective weights and bias at init. The NNGP above is one
+network's conditional output covariance given its features, i.e. exactly
+what the closed form's last layer computes in expectation; it converges to
+the closed-form NNGP with fluctuations of order width^(-1/2). Averaging outer
+products of outputs over independent initialisations
+(``monte_carlo_nngp``) estimates the same limit with a Monte Carlo error of
+order ``sqrt(2 / n_samples)`` that does not fall with width.
+
+All functions return ``(n1, n2)`` arrays for inputs ``x1`` of ``n1`` and
+``x2`` of ``n2`` points (``x2=None`` means ``x2 = x1``).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NTK_IMPLEMENTATIONS = ("structured", "jacobian", "ntk_vector_products", "auto")
+
+
+def _nt():
+    import neural_tangents as nt
+
+    return nt
+
+
+@functools.lru_cache(maxsize=64)
+def _ntk_fn(apply_fn: Callable, implementation: str):
+    nt = _nt()
+    impl = {
+        "structured": nt.NtkImplementation.STRUCTURED_DERIVATIVES,
+        "jacobian": nt.NtkImplementation.JACOBIAN_CONTRACTION,
+        "ntk_vector_products": nt.NtkImplementation.NTK_VECTOR_PRODUCTS,
+        "auto": nt.NtkImplementation.AUTO,
+    }[implementation]
+    # vmap_axes=0: every network here treats the points of a batch
+    # independently, which lets structured derivatives skip cross-point blocks.
+    fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl)
+    return jax.jit(fn)
+
+
+def _blocks(n: int, block_size: int):
+    return [(i, min(i + block_size, n)) for i in range(0, n, block_size)]
+
+
+def _pad_to(x: jax.Array, n: int) -> jax.Array:
+    if x.shape[0] == n:
+        return x
+    pad = jnp.broadcast_to(x[:1], (n - x.shape[0], *x.shape[1:]))
+    return jnp.concatenate([x, pad])
+
+
+def empirical_ntk(
+    apply_fn: Callable,
+    params: Any,
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    *,
+    implementation: str = "structured",
+    block_size: int = 256,
+) -> jax.Array:
+    """Empirical NTK ``Theta(x1, x2)`` of ``apply_fn(params, x)``, shape ``(n1, n2)``.
+
+    Traced over outputs (mean over the ``k`` output units, as the closed form
+    is per output). ``implementation`` picks neural-tangents' algorithm:
+    ``"structured"`` (structured derivatives, Novak et al. 2022; the fast
+    one), ``"jacobian"`` (Jacobian contraction), ``"ntk_vector_products"`` or
+    ``"auto"``. Inputs are processed in blocks of ``block_size`` points per
+    side (padded so one compiled shape serves every block).
+    """
+    if implementation not in NTK_IMPLEMENTATIONS:
+        raise ValueError(f"unknown NTK implementation {implementation!r}; "
+                         f"allowed: {', '.join(NTK_IMPLEMENTATIONS)}")
+    symmetric = x2 is None
+    x2 = x1 if symmetric else x2
+    try:
+        ntk_fn = _ntk_fn(apply_fn, implementation)
+    except TypeError:  # an unhashable apply_fn cannot be cached
+        ntk_fn = _ntk_fn.__wrapped__(apply_fn, implementation)
+    n1, n2 = x1.shape[0], x2.shape[0]
+    if n1 <= block_size and n2 <= block_size:
+        return ntk_fn(x1, None if symmetric else x2, params)
+    b1, b2 = min(block_size, n1), min(block_size, n2)
+    out = np.zeros((n1, n2), dtype=np.result_type(x1.dtype, jax.tree_util.tree_leaves(params)[0].dtype))
+    for i0, i1 in _blocks(n1, b1):
+        xa = _pad_to(x1[i0:i1], b1)
+        for j0, j1 in _blocks(n2, b2):
+            if symmetric and j1 <= i0:
+                continue  # the lower triangle is filled by symmetry below
+            xb = _pad_to(x2[j0:j1], b2)
+            out[i0:i1, j0:j1] = np.asarray(ntk_fn(xa, xb, params))[: i1 - i0, : j1 - j0]
+    if symmetric:
+        out = np.triu(out) + np.triu(out, 1).T
+    return jnp.asarray(out)
+
+
+def readout_features(module, params, x: jax.Array) -> jax.Array:
+    """``sigma_w * phi(x)``: the readout's input scaled so that its Gram is the NNGP's weight part."""
+    phi = module.apply(params, x, readout_input=True).reshape(x.shape[0], -1)
+    return phi * module.spec.readout_scaling(phi.shape[-1]).weight_variance ** 0.5
+
+
+def empirical_nngp(module, params, x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
+    """One network's NNGP: ``sigma_w^2 <phi(x1), phi(x2)> + sigma_b^2``, shape ``(n1, n2)``.
+
+    ``module`` is a ``replication.arch`` network (``spec.flax()``), whose spec
+    tells the readout's init variances under its parameterization.
+    """
+    f1 = readout_features(module, params, x1)
+    f2 = f1 if x2 is None else readout_features(module, params, x2)
+    return f1 @ f2.T + module.spec.readout_scaling(f1.shape[-1]).bias_variance
+
+
+@functools.lru_cache(maxsize=16)
+def _output_gram_fn(module):
+    def chunk(keys, x, n1):
+        def outputs(key):
+            return module.apply(module.init(key, x[:1]), x)
+
+        f = jax.vmap(outputs)(keys)  # (chunk, n1 + n2, k)
+        return jnp.einsum("sik,sjk->ij", f[:, :n1], f[:, n1:])
+
+    return jax.jit(chunk, static_argnums=2)
+
+
+def monte_carlo_nngp(
+    module,
+    key: jax.Array,
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    *,
+    n_samples: int = 256,
+    chunk_size: int = 32,
+) -> jax.Array:
+    """Output covariance over ``n_samples`` independent initialisations.
+
+    ``K(x1, x2) ~= (1 / (n_samples k)) sum_s sum_o f_o(theta_s, x1) f_o(theta_s, x2)``,
+    with ``theta_s = module.init(key_s, .)``. The initialisations are vmapped
+    ``chunk_size`` at a time, so memory is bounded by one chunk of networks.
+    Its Monte Carlo error is of order ``sqrt(2 / n_samples)`` relative to the
+    kernel (the variance of a product of two correlated Gaussians).
+    """
+    if n_samples < 1 or chunk_size < 1:
+        raise ValueError("n_samples and chunk_size must be positive integers")
+    x2 = x1 if x2 is None else x2
+    x = jnp.concatenate([x1, x2])
+    gram = _output_gram_fn(module)
+    keys = jax.random.split(key, n_samples)
+    total = 0.0
+    for start in range(0, n_samples, chunk_size):
+        total = total + gram(keys[start:start + chunk_size], x, x1.shape[0])
+    k = module.apply(module.init(key, x[:1]), x[:1]).shape[-1]
+    return total / (n_samples * k)
+
+
+def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk") -> jax.Array:
+    """neural-tangents' infinite-width ``"nngp"`` or ``"ntk"`` of ``spec``, shape ``(n1, n2)``."""
+    if get not in ("nngp", "ntk"):
+        raise ValueError(f"get must be 'nngp' or 'ntk', got {get!r}")
+    _, _, kernel_fn = spec.stax()
+    return kernel_fn(x1, x2, get)

@@ -1,0 +1,302 @@
+"""Reports: markdown with the claims table first, PNG figures, a JSON sidecar.
+
+A report is written as a unit: every file is rendered into a staging folder
+beside the target and then renamed into place, so an interrupted run leaves
+the previous report and sidecar untouched and no half-written file behind.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PACKAGES = ("jax", "jaxlib", "neural-tangents", "flax", "optax", "numpy")
+RELATIONS = {  # how a claim's verdict is decided
+    "=": "|measured - expected| <= tolerance",
+    "<=": "measured <= expected + tolerance",
+    ">=": "measured >= expected - tolerance",
+}
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Claim:
+    """One statement of the theory, checked by one measured number.
+
+    ``expected`` is theory's value (an exponent, a limit, a bound), ``measured``
+    the measurement with its confidence interval ``ci``; ``relation`` and
+    ``tolerance`` decide the verdict (see ``RELATIONS``). ``measured=None``
+    (e.g. every run diverged) fails. ``section`` names the report section that
+    holds the evidence; the claims table links to it.
+    """
+
+    id: str
+    statement: str
+    prediction: str
+    expected: float
+    measured: float | None
+    ci: tuple[float, float] | None
+    tolerance: float
+    section: str
+    relation: str = "="
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {list(RELATIONS)}, got {self.relation!r}")
+
+    @property
+    def passed(self) -> bool:
+        m = self.measured
+        if m is None or not math.isfinite(m):
+            return False
+        if self.relation == "=":
+            return abs(m - self.expected) <= self.tolerance
+        if self.relation == "<=":
+            return m <= self.expected + self.tolerance
+        return m >= self.expected - self.tolerance
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "statement": self.statement, "prediction": self.prediction,
+                "expected": self.expected, "measured": self.measured,
+                "ci": None if self.ci is None else list(self.ci),
+                "tolerance": self.tolerance, "relation": self.relation,
+                "passed": self.passed, "section": self.section}
+
+
+@dataclass
+class Figure:
+    """A matplotlib figure saved as ``figures/<experiment>_<name>.png``."""
+
+    name: str
+    figure: Any
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    body: str = ""
+    figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    experiment: str
+    title: str
+    summary: str
+    claims: list[Claim]
+    sections: list[Section]
+    series: dict = field(default_factory=dict)
+    precision: str = "float32"
+    # Filled by the runner (replication.cli.run_experiment), not the experiment:
+    preset: str = ""
+    config: dict = field(default_factory=dict)
+    seconds: float | None = None
+
+
+# ---------------------------------------------------------------------------
+# Formatting helpers shared by every experiment.
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v):
+        return fmt(v) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def anchor(title: str) -> str:
+    """The anchor a code host gives a markdown heading."""
+    a = re.sub(r"[^\w\- ]", "", title.strip().lower())
+    return a.replace(" ", "-")
+
+
+def loglog_figure(panels: dict[str, dict[str, tuple]], *, xlabel: str, ylabel: str,
+                  reference_exponent: float | None = None, reference_label: str = ""):
+    """Error-against-width panels on log-log axes.
+
+    ``panels`` maps a panel title to ``{label: (widths, errors (n_widths, n_seeds), fit)}``;
+    each curve shows the geometric mean over seeds, the seeds' range as a
+    band, and the fitted power law as a thin line. A dashed line of slope
+    ``reference_exponent`` shows theory's rate.
+    """
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for i, (label, (widths, errors, fit)) in enumerate(curves.items()):
+            w = np.asarray(widths, dtype=float)
+            e = np.asarray(errors, dtype=float).reshape(len(w), -1)
+            color = f"C{i}"
+            centre = np.exp(np.log(e).mean(axis=1))
+            lab = label if fit is None else f"{label} (slope {fit.exponent:+.2f})"
+            ax.plot(w, centre, "o", color=color, ms=4, label=lab)
+            if e.shape[1] > 1:
+                ax.fill_between(w, e.min(axis=1), e.max(axis=1), color=color, alpha=0.15, lw=0)
+            if fit is not None:
+                ax.plot(w, fit.prefactor * w ** fit.exponent, "-", color=color, lw=1)
+        if reference_exponent is not None:
+            all_e = [np.asarray(c[1], dtype=float) for c in curves.values()]
+            w0 = np.asarray(next(iter(curves.values()))[0], dtype=float)
+            top = max(np.exp(np.log(e.reshape(len(w0), -1)).mean(axis=1))[0] for e in all_e)
+            ax.plot(w0, 1.5 * top * (w0 / w0[0]) ** reference_exponent, "k--", lw=1.2,
+                    label=reference_label or f"theory: slope {reference_exponent:+g}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Metadata.
+
+def code_version() -> str:
+    """Short commit of the code, ``+modified`` if the library differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=_REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "replication", "requirements.lock",
+                    "pyproject.toml")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+modified" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name.replace("-", "_")] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name.replace("-", "_")] = "not installed"
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if hasattr(x, "as_dict"):
+        return _jsonable(x.as_dict())
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Rendering and writing.
+
+def sidecar(report: Report) -> dict:
+    """The JSON sidecar (layout in DESIGN.md)."""
+    return _jsonable({
+        "experiment": report.experiment, "preset": report.preset,
+        "code_version": code_version(), "versions": package_versions(),
+        "seconds": report.seconds, "precision": report.precision,
+        "config": report.config,
+        "claims": [c.as_dict() for c in report.claims],
+        "series": report.series,
+    })
+
+
+def render_markdown(report: Report, meta: dict) -> str:
+    held = sum(c.passed for c in report.claims)
+    rows = []
+    for c in report.claims:
+        ci = "" if c.ci is None else f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]"
+        rows.append([f"[{c.statement}](#{anchor(c.section)})", c.prediction,
+                     f"{fmt(c.measured)}{ci}", f"{c.relation} {fmt(c.expected)} ± {fmt(c.tolerance)}",
+                     "holds" if c.passed else "**fails**"])
+    out = [f"# {report.title}", "", report.summary.strip(), "", "## Claims", "",
+           markdown_table(["claim", "theory predicts", "measured [95% CI]", "passes if",
+                           "verdict"], rows), "",
+           f"{held} of {len(report.claims)} claims hold. A claim passes when its measured value "
+           "(not its interval) satisfies the rule in *passes if*: `=` means "
+           "|measured - expected| <= tolerance, `<=` and `>=` one-sided with the same tolerance.",
+           ""]
+    for s in report.sections:
+        out += [f"## {s.title}", ""]
+        if s.body:
+            out += [s.body.strip(), ""]
+        for f in s.figures:
+            out += [f"![{f.caption}](figures/{report.experiment}_{f.name}.png)", "",
+                    f"*{f.caption}*", ""]
+    v = meta["versions"]
+    out += ["## How this was run", "",
+            f"- command: `python -m replication run {report.experiment} --preset {report.preset}`"
+            f" (or `make {report.experiment}`)",
+            f"- preset: `{report.preset}`; precision: {report.precision}",
+            f"- code version: `{meta['code_version']}`",
+            "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+            f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
+            "", "Configuration:", "",
+            markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in report.config.items()]),
+            ""]
+    return "\n".join(out)
+
+
+def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
+    """Write ``<out_dir>/<experiment>.md``, ``.json`` and ``figures/``; return the markdown path.
+
+    Everything is rendered into a staging folder first; only complete files
+    are renamed into place (figures, then the sidecar, then the markdown).
+    Figures of this experiment that the new report no longer has are removed.
+    """
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    stage = out / f".tmp-{report.experiment}-{os.getpid()}"
+    stage.mkdir(exist_ok=True)
+    try:
+        meta = sidecar(report)
+        names = []
+        for s in report.sections:
+            for f in s.figures:
+                name = f"{report.experiment}_{f.name}.png"
+                f.figure.savefig(stage / name, dpi=110)
+                plt.close(f.figure)
+                names.append(name)
+        (stage / "report.json").write_text(json.dumps(meta, indent=1) + "\n")
+        (stage / "report.md").write_text(render_markdown(report, meta))
+        for name in names:
+            os.replace(stage / name, out / "figures" / name)
+        for old in (out / "figures").glob(f"{report.experiment}_*.png"):
+            if old.name not in names:
+                old.unlink()
+        os.replace(stage / "report.json", out / f"{report.experiment}.json")
+        os.replace(stage / "report.md", out / f"{report.experiment}.md")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / f"{report.experiment}.md"

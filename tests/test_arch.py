@@ -1,0 +1,93 @@
+"""One spec, two worlds: the Flax network and the stax network are the same network."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from replication.arch import CNN, MLP
+from specs import SPECS, inputs_for, spec_id
+
+WIDTH = 32
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
+def test_flax_apply_equals_stax_apply(spec):
+    spec = spec.replace(width=WIDTH)
+    x = inputs_for(spec, jax.random.PRNGKey(0), 6)
+    init_fn, apply_fn, _ = spec.stax()
+    _, stax_params = init_fn(jax.random.PRNGKey(1), x.shape)
+    params = spec.params_from_stax(stax_params)
+    flax_out = spec.flax().apply(params, x)
+    stax_out = apply_fn(stax_params, x)
+    assert flax_out.shape == stax_out.shape == (6, spec.out_dim)
+    # Same arithmetic in another order: float32 rounding, ~1e-7 per operation.
+    np.testing.assert_allclose(flax_out, stax_out, rtol=1e-5, atol=1e-5 * float(jnp.abs(stax_out).max()))
+    # And the parameter trees map onto each other both ways.
+    flax_params = spec.flax().init(jax.random.PRNGKey(2), x)
+    assert jax.tree_util.tree_structure(flax_params) == jax.tree_util.tree_structure(params)
+    back = spec.params_to_stax(flax_params)
+    np.testing.assert_allclose(apply_fn(back, x), spec.flax().apply(flax_params, x), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
+def test_flax_init_has_stax_distribution(spec):
+    """Every parameter tensor is drawn from the same law on both sides.
+
+    For each leaf, pooled over 16 initialisations of each side, a two-sample
+    Kolmogorov-Smirnov test and a two-sided F test of the variances. Both
+    sides draw N(0, s^2) whatever s, so each p-value is uniform; with fixed
+    keys and p > 1e-6 the family of ~200 leaves fails by chance with
+    probability < 2e-4, while a wrong variance (e.g. fan-in vs fan-out, or a
+    factor W_std) gives p < 1e-10 at these sample sizes.
+    """
+    spec = spec.replace(width=WIDTH)
+    x = inputs_for(spec, jax.random.PRNGKey(0), 2)
+    init_fn, _, _ = spec.stax()
+    keys = jax.random.split(jax.random.PRNGKey(3), 16)
+    flax_draws = jax.vmap(lambda k: spec.flax().init(k, x))(keys)
+    stax_draws = jax.vmap(lambda k: spec.params_from_stax(init_fn(k, x.shape)[1]))(keys)
+    pairs = zip(jax.tree_util.tree_leaves_with_path(flax_draws),
+                jax.tree_util.tree_leaves(stax_draws), strict=True)
+    for (path, a), b in pairs:
+        assert a.shape == b.shape, path
+        a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+        name = jax.tree_util.keystr(path)
+        assert stats.ks_2samp(a, b).pvalue > 1e-6, name
+        ratio = a.var(ddof=1) / b.var(ddof=1)
+        f_cdf = stats.f.cdf(ratio, a.size - 1, b.size - 1)
+        assert 2 * min(f_cdf, 1 - f_cdf) > 1e-6, (name, ratio)
+
+
+def test_standard_and_ntk_parameterizations_define_the_same_function_distribution():
+    """Same W_std, b_std: the effective weights have the same variance, hence one NNGP."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
+    kernels = [MLP(64, 2, "relu", parameterization=p).stax()[2](x, None, "nngp")
+               for p in ("ntk", "standard")]
+    np.testing.assert_allclose(kernels[0], kernels[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(width=0), "width must be a positive integer"),
+    (dict(width=2.5), "width must be a positive integer"),
+    (dict(depth=-1), "depth must be a non-negative integer"),
+    (dict(activation="tanh"), "unknown activation 'tanh'; allowed: relu, erf, gelu"),
+    (dict(parameterization="mup"), "unknown parameterization 'mup'"),
+    (dict(W_std=0.0), "W_std must be a positive finite number"),
+    (dict(b_std=float("nan")), "b_std must be None or a finite number"),
+])
+def test_bad_spec_is_refused_with_a_message(bad, message):
+    args = dict(width=8) | bad
+    with pytest.raises(ValueError, match=message):
+        MLP(**args)
+
+
+def test_cnn_readouts():
+    with pytest.raises(ValueError, match="unknown readout 'max'"):
+        CNN(8, readout="max")
+    x = jnp.ones((3, 4, 4, 2))
+    for readout, fan_in in (("flatten", 4 * 4 * 8), ("gap", 8)):
+        spec = CNN(8, 1, readout=readout)
+        params = spec.flax().init(jax.random.PRNGKey(0), x)
+        assert params["params"]["readout"]["kernel"].shape == (fan_in, 1)

@@ -1,0 +1,53 @@
+"""The command line: bad values get one line and exit status 2; a run writes a report."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from replication.cli import main
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["run", "nope"], "unknown experiment 'nope'; allowed: ntk"),
+    (["run", "ntk", "--preset", "huge"], "unknown preset 'huge'; allowed: quick, full"),
+    (["run", "ntk", "--widths", "64,0"], "width '0' is not a positive integer"),
+    (["run", "ntk", "--widths", "64,x"], "width 'x' is not a positive integer"),
+    (["run", "ntk", "--seeds", "-2"], "seed count '-2' is not a positive integer"),
+    (["run", "ntk", "--depth", "1.5"], "depth '1.5' is not a positive integer"),
+    (["run", "ntk", "--activation", "tanh"], "unknown activation 'tanh'; allowed: relu, erf, gelu"),
+    (["run", "ntk", "--parameterization", "mup"], "unknown parameterization 'mup'"),
+    (["run", "ntk", "--lr", "-1"], "learning rate '-1' is not a positive finite number"),
+    (["run", "ntk", "--lr", "inf"], "learning rate 'inf' is not a positive finite number"),
+    (["run", "ntk", "--lr", "0.1"], "option --lr does not apply to experiment 'ntk'"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(argv, named, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_bad_input_from_the_shell(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "replication", "run", "nope"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "replication: error: unknown experiment 'nope'; allowed: ntk"]
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.startswith("ntk ")
+
+
+def test_run_writes_report_and_sidecar(tmp_path, capsys):
+    argv = ["run", "ntk", "--widths", "16,64", "--seeds", "2", "--depth", "1",
+            "--activation", "erf", "--parameterization", "ntk", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    side = json.loads((tmp_path / "ntk.json").read_text())
+    assert side["preset"] == "quick" and side["config"]["widths"] == [16, 64]
+    assert [c["id"] for c in side["claims"]] == ["ntk_init_rate_ntk_erf_depth1"]
+    assert (tmp_path / "figures" / "ntk_init_convergence.png").exists()
+    assert (tmp_path / "ntk.md").read_text().startswith("# ")
