@@ -39,5 +39,9 @@ reports/%.md: replication/experiments/%.py $(LIBRARY) | $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Benchmarks are measurements, not build products of the code alone: always rerun.
+bench: $(STAMP)
+	$(PY) -m replication bench --preset $(PRESET) --out reports
+
 clean-reports:
 	rm -f $(foreach e,$(EXPERIMENTS),reports/$(e).md reports/$(e).json) reports/figures/*

@@ -1,6 +1,7 @@
 """Command line: ``python -m replication {list,run}``.
 
     python -m replication list
+    python -m replication bench [--preset quick|full] [--out DIR]
     python -m replication run EXPERIMENT [--preset quick|full] [--widths 64,256,...]
         [--seeds N] [--depth D] [--activation A] [--parameterization P] [--lr LR] [--out DIR]
 
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--parameterization", help=", ".join(PARAMETERIZATIONS))
     run.add_argument("--lr", type=_learning_rate, help="learning rate, a positive number")
     run.add_argument("--out", default="reports", help="output folder (default: reports)")
+    bench = sub.add_parser("bench", help="measure performance, write reports/performance.md")
+    bench.add_argument("--preset", default="quick", help="quick (default) or full")
+    bench.add_argument("--out", default="reports", help="output folder (default: reports)")
     return parser
 
 
@@ -102,15 +106,21 @@ def make_config(module, preset: str, overrides: dict):
 def run_experiment(name: str, preset: str = "quick", out: str | Path = "reports",
                    **overrides) -> Path:
     """Run one experiment and write its report; return the markdown's path."""
+    command = f"python -m replication run {name} --preset {preset}"
+    return _run_module(load(name), preset, out, overrides, command)
+
+
+def _run_module(module, preset, out, overrides, command) -> Path:
     from replication.report import write_report
 
-    module = load(name)
     config = make_config(module, preset, overrides)
     start = time.perf_counter()
     report = module.run(config)
     report.preset = preset
     report.config = dataclasses.asdict(config)
     report.seconds = time.perf_counter() - start
+    report.command = command + "".join(
+        f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items())
     return write_report(report, out)
 
 
@@ -144,7 +154,10 @@ def main(argv=None) -> int:
             for name, description in EXPERIMENTS.items():
                 print(f"{name:12s} {description}")
             return 0
-        overrides = _check_run_args(args)
+        if args.command == "bench":
+            _choice("preset", args.preset, PRESETS)
+        else:
+            overrides = _check_run_args(args)
     except UsageError as e:
         print(f"replication: error: {e}", file=sys.stderr)
         return 2
@@ -152,7 +165,13 @@ def main(argv=None) -> int:
     # removed and the previous report stays in place.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        path = run_experiment(args.experiment, args.preset, args.out, **overrides)
+        if args.command == "bench":
+            from replication import bench
+
+            path = _run_module(bench, args.preset, args.out, {},
+                               f"python -m replication bench --preset {args.preset}")
+        else:
+            path = run_experiment(args.experiment, args.preset, args.out, **overrides)
     except KeyboardInterrupt:
         print("replication: interrupted; the previous report is left in place", file=sys.stderr)
         return 130

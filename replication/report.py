@@ -68,6 +68,15 @@ class Claim:
             return m <= self.expected + self.tolerance
         return m >= self.expected - self.tolerance
 
+    @property
+    def rule(self) -> str:
+        """The verdict's rule with numbers, e.g. ``|m - (-0.5)| <= 0.1`` or ``m >= 25``."""
+        if self.relation == "=":
+            return f"\\|m - ({fmt(self.expected)})\\| <= {fmt(self.tolerance)}"
+        if self.relation == "<=":
+            return f"m <= {fmt(self.expected + self.tolerance)}"
+        return f"m >= {fmt(self.expected - self.tolerance)}"
+
     def as_dict(self) -> dict:
         return {"id": self.id, "statement": self.statement, "prediction": self.prediction,
                 "expected": self.expected, "measured": self.measured,
@@ -105,6 +114,7 @@ class Report:
     preset: str = ""
     config: dict = field(default_factory=dict)
     seconds: float | None = None
+    command: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -238,14 +248,13 @@ def render_markdown(report: Report, meta: dict) -> str:
     for c in report.claims:
         ci = "" if c.ci is None else f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]"
         rows.append([f"[{c.statement}](#{anchor(c.section)})", c.prediction,
-                     f"{fmt(c.measured)}{ci}", f"{c.relation} {fmt(c.expected)} ± {fmt(c.tolerance)}",
-                     "holds" if c.passed else "**fails**"])
+                     f"{fmt(c.measured)}{ci}", c.rule, "holds" if c.passed else "**fails**"])
     out = [f"# {report.title}", "", report.summary.strip(), "", "## Claims", "",
            markdown_table(["claim", "theory predicts", "measured [95% CI]", "passes if",
                            "verdict"], rows), "",
-           f"{held} of {len(report.claims)} claims hold. A claim passes when its measured value "
-           "(not its interval) satisfies the rule in *passes if*: `=` means "
-           "|measured - expected| <= tolerance, `<=` and `>=` one-sided with the same tolerance.",
+           f"{held} of {len(report.claims)} claims hold. A claim passes when its measured value m "
+           "(not its interval) satisfies the rule in *passes if*; the interval shows how precisely "
+           "m is known.",
            ""]
     for s in report.sections:
         out += [f"## {s.title}", ""]
@@ -255,9 +264,9 @@ def render_markdown(report: Report, meta: dict) -> str:
             out += [f"![{f.caption}](figures/{report.experiment}_{f.name}.png)", "",
                     f"*{f.caption}*", ""]
     v = meta["versions"]
+    command = report.command or f"python -m replication run {report.experiment}"
     out += ["## How this was run", "",
-            f"- command: `python -m replication run {report.experiment} --preset {report.preset}`"
-            f" (or `make {report.experiment}`)",
+            f"- command: `{command}`",
             f"- preset: `{report.preset}`; precision: {report.precision}",
             f"- code version: `{meta['code_version']}`",
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),

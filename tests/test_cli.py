@@ -29,6 +29,12 @@ def test_bad_input_one_line_exit_2_nothing_written(argv, named, tmp_path, capsys
     assert not out.exists()
 
 
+def test_bench_refuses_an_unknown_preset(tmp_path, capsys):
+    assert main(["bench", "--preset", "huge", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_input_from_the_shell(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "replication", "run", "nope"],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -50,4 +56,8 @@ def test_run_writes_report_and_sidecar(tmp_path, capsys):
     assert side["preset"] == "quick" and side["config"]["widths"] == [16, 64]
     assert [c["id"] for c in side["claims"]] == ["ntk_init_rate_ntk_erf_depth1"]
     assert (tmp_path / "figures" / "ntk_init_convergence.png").exists()
-    assert (tmp_path / "ntk.md").read_text().startswith("# ")
+    md = (tmp_path / "ntk.md").read_text()
+    assert md.startswith("# ")
+    # The report says how to reproduce it, options included.
+    assert ("`python -m replication run ntk --preset quick --widths 16,64 --seeds 2 --depth 1 "
+            "--activation erf --parameterization ntk`") in md
