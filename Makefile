@@ -11,10 +11,10 @@ PRESET ?= quick
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-EXPERIMENTS := ntk
+EXPERIMENTS := nngp ntk
 LIBRARY     := $(wildcard replication/*.py) requirements.lock
 
-.PHONY: all setup test bench clean-reports $(EXPERIMENTS)
+.PHONY: all setup test bench clean-reports .FORCE $(EXPERIMENTS)
 
 all: $(EXPERIMENTS)
 
@@ -31,10 +31,11 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # One report per experiment, rebuilt only when its module, the library or the
-# lock changed; `make -B ntk` forces a rerun.
+# lock changed; `make ntk FORCE=1` reruns one regardless.
 $(EXPERIMENTS): %: reports/%.md
-reports/%.md: replication/experiments/%.py $(LIBRARY) | $(STAMP)
+reports/%.md: replication/experiments/%.py $(LIBRARY) $(if $(FORCE),.FORCE) | $(STAMP)
 	$(PY) -m replication run $* --preset $(PRESET) --out reports
+.FORCE:
 
 test: $(STAMP)
 	$(PY) -m pytest -q

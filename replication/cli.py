@@ -111,11 +111,13 @@ def run_experiment(name: str, preset: str = "quick", out: str | Path = "reports"
 
 
 def _run_module(module, preset, out, overrides, command) -> Path:
-    from replication.report import write_report
+    from replication.report import code_version, write_report
 
     config = make_config(module, preset, overrides)
+    version = code_version()
     start = time.perf_counter()
     report = module.run(config)
+    report.code_version = version
     report.preset = preset
     report.config = dataclasses.asdict(config)
     report.seconds = time.perf_counter() - start

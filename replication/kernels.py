@@ -123,6 +123,18 @@ def empirical_nngp(module, params, x1: jax.Array, x2: jax.Array | None = None) -
     return f1 @ f2.T + module.spec.readout_scaling(f1.shape[-1]).bias_variance
 
 
+def over_initialisations(module, keys: jax.Array, x: jax.Array, fn: Callable, *,
+                         chunk_size: int = 256):
+    """``fn(params)`` for ``params = module.init(key, x)``, each key; outputs stacked.
+
+    The initialisations are vmapped ``chunk_size`` at a time under one jit,
+    so memory holds one chunk of networks.
+    """
+    batched = jax.jit(jax.vmap(lambda key: fn(module.init(key, x))))
+    chunks = [batched(keys[i:i + chunk_size]) for i in range(0, keys.shape[0], chunk_size)]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
+
+
 @functools.lru_cache(maxsize=16)
 def _output_gram_fn(module):
     def chunk(keys, x, n1):

@@ -115,6 +115,7 @@ class Report:
     config: dict = field(default_factory=dict)
     seconds: float | None = None
     command: str = ""
+    code_version: str = ""  # taken when the run starts; the code may change while it runs
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def sidecar(report: Report) -> dict:
     """The JSON sidecar (layout in DESIGN.md)."""
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
-        "code_version": code_version(), "versions": package_versions(),
+        "code_version": report.code_version or code_version(), "versions": package_versions(),
         "seconds": report.seconds, "precision": report.precision,
         "config": report.config,
         "claims": [c.as_dict() for c in report.claims],

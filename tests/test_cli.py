@@ -9,7 +9,7 @@ from replication.cli import main
 
 
 @pytest.mark.parametrize("argv, named", [
-    (["run", "nope"], "unknown experiment 'nope'; allowed: ntk"),
+    (["run", "nope"], "unknown experiment 'nope'; allowed: nngp, ntk"),
     (["run", "ntk", "--preset", "huge"], "unknown preset 'huge'; allowed: quick, full"),
     (["run", "ntk", "--widths", "64,0"], "width '0' is not a positive integer"),
     (["run", "ntk", "--widths", "64,x"], "width 'x' is not a positive integer"),
@@ -40,12 +40,12 @@ def test_bad_input_from_the_shell(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "replication: error: unknown experiment 'nope'; allowed: ntk"]
+        "replication: error: unknown experiment 'nope'; allowed: nngp, ntk"]
 
 
 def test_list(capsys):
     assert main(["list"]) == 0
-    assert capsys.readouterr().out.startswith("ntk ")
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["nngp", "ntk"]
 
 
 def test_run_writes_report_and_sidecar(tmp_path, capsys):

@@ -4,6 +4,7 @@ fields) and ``run(config) -> replication.report.Report``."""
 import importlib
 
 EXPERIMENTS = {
+    "nngp": "networks at initialisation are Gaussian processes",
     "ntk": "the neural tangent kernel at initialisation converges to its closed form",
 }
 PRESETS = ("quick", "full")

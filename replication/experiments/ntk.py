@@ -20,17 +20,13 @@ evaluated at each network's own width.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import jax
 
-from replication.arch import MLP
+from replication.convergence import kernel_error_sweep, rate_findings
 from replication.data import sphere_inputs
-from replication.kernels import closed_form, empirical_ntk
-from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
-from replication.stats import fit_power_law, relative_frobenius_error
-from replication.sweep import network_key, over_widths
+from replication.report import Report, fmt
 
 
 @dataclass(frozen=True)
@@ -60,55 +56,13 @@ OPTIONS = {"widths": "widths", "seeds": "seeds", "depth": "depths",
 SECTION = "NTK at initialisation against the closed form"
 
 
-def init_ntk_error(spec: MLP, x: jax.Array, key: jax.Array, limit: jax.Array) -> float:
-    """Relative Frobenius error of one freshly initialised network's NTK against `limit`."""
-    module = spec.flax()
-    # Eager init: its primitives are compiled once per shape and reused by
-    # every configuration of the sweep, where a jitted init recompiles each.
-    params = module.init(key, x)
-    return relative_frobenius_error(empirical_ntk(module.apply, params, x), limit)
-
-
 def run(config: Config) -> Report:
     x = sphere_inputs(jax.random.PRNGKey(config.seed), config.n_inputs, config.input_dim)
-    widths = config.widths
-    errors, fits = {}, {}
-    for p, a, d in itertools.product(config.parameterizations, config.activations, config.depths):
-        base = MLP(width=widths[0], depth=d, activation=a, W_std=config.W_std,
-                   b_std=config.b_std, parameterization=p)
-        limits = {}
-
-        def measure(width, replicate):
-            spec = base.replace(width=width)
-            # The closed form depends on the width only under "standard".
-            at = width if p == "standard" else None
-            if at not in limits:
-                limits[at] = closed_form(spec, x, get="ntk")
-            return init_ntk_error(spec, x, network_key(config.seed, width, replicate), limits[at])
-
-        errors[p, a, d] = over_widths(widths, config.seeds, measure, desc=f"ntk {p} {a} depth {d}")
-        fits[p, a, d] = fit_power_law(widths, errors[p, a, d])
-
-    claims = [
-        Claim(id=f"ntk_init_rate_{p}_{a}_depth{d}",
-              statement=f"NTK at init -> closed form ({a}, depth {d}, {p} param.)",
-              prediction="error ~ width^(-1/2)", expected=config.expected_exponent,
-              measured=f.exponent, ci=f.ci, tolerance=config.exponent_tolerance, section=SECTION)
-        for (p, a, d), f in fits.items()
-    ]
-    rows = [[p, a, d, f"{f.exponent:+.3f} [{f.ci[0]:+.3f}, {f.ci[1]:+.3f}]", f.prefactor,
-             float(errors[p, a, d][-1].mean()), "holds" if c.passed else "**fails**"]
-            for ((p, a, d), f), c in zip(fits.items(), claims)]
-    panels = {
-        f"{p} parameterization": {f"{a}, depth {d}": (widths, errors[p, a, d], fits[p, a, d])
-                                  for a in config.activations for d in config.depths}
-        for p in config.parameterizations
-    }
-    figure = loglog_figure(panels, xlabel="width", ylabel="relative Frobenius error of the NTK",
-                           reference_exponent=config.expected_exponent,
-                           reference_label="theory: width^(-1/2)")
-    per_width = [[w] + [float(errors[k][i].mean()) for k in errors] for i, w in enumerate(widths)]
-    body = f"""
+    errors = kernel_error_sweep(
+        "ntk", x, config.widths, config.seeds, config.seed,
+        parameterizations=config.parameterizations, activations=config.activations,
+        depths=config.depths, W_std=config.W_std, b_std=config.b_std)
+    intro = f"""
 Inputs: {config.n_inputs} points on the sphere of radius sqrt({config.input_dim}) in
 R^{config.input_dim}. Networks: MLPs with W_std = {fmt(config.W_std)}, b_std = {fmt(config.b_std)} in every
 layer, one output. At each width, {config.seeds} independently initialised networks; for each,
@@ -116,27 +70,13 @@ the empirical NTK (neural-tangents, structured derivatives) is compared with neu
 closed form of the same spec. The fitted exponent is the slope of the mean log error against
 log width; its 95% interval is a Student-t interval over the slopes of the {config.seeds}
 independent replicates of the sweep.
-
-{markdown_table(["parameterization", "activation", "depth", "fitted exponent [95% CI]",
-                 "prefactor", f"mean error at width {widths[-1]}", "verdict"], rows)}
 """
-    widths_table = markdown_table(
-        ["width"] + [f"{p} {a} d{d}" for p, a, d in errors], per_width)
+    claims, sections, series = rate_findings(
+        "ntk", config.widths, errors, expected=config.expected_exponent,
+        tolerance=config.exponent_tolerance, section=SECTION, intro=intro)
     return Report(
         experiment="ntk",
         title="The neural tangent kernel at initialisation converges to its closed form",
         summary=__doc__.split("\n\n", 1)[1],
-        claims=claims,
-        sections=[Section(SECTION, body, [Figure(
-            "init_convergence", figure,
-            "Relative error of one network's empirical NTK against the closed form, by width. "
-            "Markers: geometric mean over seeds; band: range over seeds; thin lines: fitted power "
-            "laws; dashed: theory's slope -1/2.")]),
-                  Section("Mean error at each width", widths_table)],
-        series={f"init_ntk_error/{p}/{a}/depth{d}": {
-            "width": list(widths), "relative_error": errors[p, a, d].mean(axis=1),
-            "relative_error_std": errors[p, a, d].std(axis=1, ddof=1),
-            "relative_error_seeds": errors[p, a, d], "fit": fits[p, a, d]}
-            for p, a, d in errors},
-        precision="float32",
+        claims=claims, sections=sections, series=series, precision="float32",
     )

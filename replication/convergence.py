@@ -1,0 +1,107 @@
+"""One network's kernel against the closed form, across widths: the sweep, its fits, its claims.
+
+The ``nngp`` and ``ntk`` experiments make the same first claim about two
+kernels: the relative Frobenius error between one randomly initialised
+network's empirical kernel and neural-tangents' closed form falls as
+``width^(-1/2)``. Each layer's contribution to either kernel is an average
+over ``width`` units that are independent given the layer below, so the
+central limit theorem sets the rate; the bias of the mean is ``O(1/width)``.
+This module runs that sweep once for both.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import numpy as np
+
+from replication.arch import MLP
+from replication.kernels import closed_form, empirical_nngp, empirical_ntk
+from replication.report import Claim, Figure, Section, loglog_figure, markdown_table
+from replication.stats import PowerLawFit, fit_power_law, relative_frobenius_error
+from replication.sweep import network_key, over_widths
+
+KINDS = {"nngp": "NNGP", "ntk": "NTK"}
+
+
+def one_network_error(kind: str, spec: MLP, x: jax.Array, key: jax.Array, limit) -> float:
+    """Relative Frobenius error of one freshly initialised network's ``kind`` kernel."""
+    module = spec.flax()
+    # Eager init: its primitives are compiled once per shape and reused by
+    # every configuration of the sweep, where a jitted init recompiles each.
+    params = module.init(key, x)
+    if kind == "ntk":
+        empirical = empirical_ntk(module.apply, params, x)
+    else:
+        empirical = empirical_nngp(module, params, x)
+    return relative_frobenius_error(empirical, limit)
+
+
+def kernel_error_sweep(kind: str, x: jax.Array, widths, n_seeds: int, seed: int, *,
+                       parameterizations, activations, depths, W_std: float,
+                       b_std: float | None) -> dict[tuple, np.ndarray]:
+    """Errors ``(n_widths, n_seeds)`` for every (parameterization, activation, depth)."""
+    errors = {}
+    for p, a, d in itertools.product(parameterizations, activations, depths):
+        base = MLP(width=widths[0], depth=d, activation=a, W_std=W_std, b_std=b_std,
+                   parameterization=p)
+        limits = {}
+
+        def measure(width, replicate):
+            spec = base.replace(width=width)
+            # Only the standard-parameterization NTK depends on the width.
+            at = width if (kind == "ntk" and p == "standard") else None
+            if at not in limits:
+                limits[at] = closed_form(spec, x, get=kind)
+            return one_network_error(kind, spec, x, network_key(seed, width, replicate), limits[at])
+
+        errors[p, a, d] = over_widths(widths, n_seeds, measure, desc=f"{kind} {p} {a} depth {d}")
+    return errors
+
+
+def rate_findings(kind: str, widths, errors: dict[tuple, np.ndarray], *, expected: float,
+                  tolerance: float, section: str, intro: str):
+    """Claims, report sections and JSON series for the sweep's errors.
+
+    One claim per configuration: the fitted exponent is ``expected`` within
+    ``tolerance``. The section holds ``intro``, the table of fits and the
+    log-log figure; a second section lists the mean error at every width.
+    """
+    name = KINDS[kind]
+    fits: dict[tuple, PowerLawFit] = {k: fit_power_law(widths, e) for k, e in errors.items()}
+    claims = [
+        Claim(id=f"{kind}_init_rate_{p}_{a}_depth{d}",
+              statement=f"{name} at init -> closed form ({a}, depth {d}, {p} param.)",
+              prediction="error ~ width^(-1/2)", expected=expected, measured=f.exponent,
+              ci=f.ci, tolerance=tolerance, section=section)
+        for (p, a, d), f in fits.items()
+    ]
+    rows = [[p, a, d, f"{f.exponent:+.3f} [{f.ci[0]:+.3f}, {f.ci[1]:+.3f}]", f.prefactor,
+             float(errors[p, a, d][-1].mean()), "holds" if c.passed else "**fails**"]
+            for ((p, a, d), f), c in zip(fits.items(), claims)]
+    parameterizations = list(dict.fromkeys(k[0] for k in errors))
+    panels = {f"{p} parameterization": {f"{a}, depth {d}": (widths, e, fits[q, a, d])
+                                        for (q, a, d), e in errors.items() if q == p}
+              for p in parameterizations}
+    figure = loglog_figure(panels, xlabel="width",
+                           ylabel=f"relative Frobenius error of the {name}",
+                           reference_exponent=expected, reference_label="theory: width^(-1/2)")
+    body = "\n\n".join([intro.strip(), markdown_table(
+        ["parameterization", "activation", "depth", "fitted exponent [95% CI]", "prefactor",
+         f"mean error at width {widths[-1]}", "verdict"], rows)])
+    per_width = markdown_table(
+        ["width"] + [f"{p} {a} d{d}" for p, a, d in errors],
+        [[w] + [float(e[i].mean()) for e in errors.values()] for i, w in enumerate(widths)])
+    sections = [
+        Section(section, body, [Figure(
+            "init_convergence", figure,
+            f"Relative error of one network's empirical {name} against the closed form, by "
+            "width. Markers: geometric mean over seeds; band: range over seeds; thin lines: "
+            "fitted power laws; dashed: theory's slope -1/2.")]),
+        Section(f"Mean {name} error at each width", per_width),
+    ]
+    series = {f"init_{kind}_error/{p}/{a}/depth{d}": {
+        "width": list(widths), "relative_error": e.mean(axis=1),
+        "relative_error_std": e.std(axis=1, ddof=1), "relative_error_seeds": e,
+        "fit": fits[p, a, d]} for (p, a, d), e in errors.items()}
+    return claims, sections, series

@@ -1,0 +1,285 @@
+"""nngp: networks at initialisation are Gaussian processes.
+
+Theory (Neal 1996; Lee et al. 2018; Matthews et al. 2018). As every hidden
+width `N` grows, the output of a randomly initialised network, as a function
+of its input, converges in distribution to a centred Gaussian process whose
+covariance, the NNGP kernel `K`, is given in closed form layer by layer
+(neural-tangents' `kernel_fn(x1, x2, "nngp")`). Three consequences are
+measured here against real Flax networks:
+
+1. One network's empirical NNGP (its readout's input features, scaled as the
+   readout's init variance) is an average over `N` units, so its relative
+   error against `K` falls as `N^(-1/2)`.
+2. The output covariance over `M` independent initialisations estimates `K`
+   up to the network's own `O(1/N)` bias and a Monte Carlo error that does
+   not fall with width: its floor is `sqrt((|K|_F^2 + (tr K)^2) / M) / |K|_F`,
+   about `sqrt(2/M)` for a near-constant kernel.
+3. One output across initialisations is Gaussian in the limit: its excess
+   kurtosis falls as `N^(-1)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+from replication.arch import MLP
+from replication.convergence import kernel_error_sweep, rate_findings
+from replication.data import sphere_inputs
+from replication.kernels import closed_form, monte_carlo_nngp, over_initialisations, readout_features
+from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
+from replication.stats import fit_power_law, relative_frobenius_error
+from replication.sweep import network_key, over_widths, progress
+
+
+@dataclass(frozen=True)
+class Config:
+    widths: tuple[int, ...] = tuple(2**k for k in range(4, 14))  # 16 .. 8192: 2.7 decades
+    depths: tuple[int, ...] = (1, 2, 3)
+    activations: tuple[str, ...] = ("relu", "erf")
+    # The NNGP is the same under "ntk" and "standard" (same effective weights).
+    parameterizations: tuple[str, ...] = ("ntk",)
+    seeds: int = 4
+    seed: int = 0
+    n_inputs: int = 16
+    input_dim: int = 8
+    W_std: float = 2**0.5
+    b_std: float = 0.1
+    expected_exponent: float = -0.5
+    exponent_tolerance: float = 0.1    # as in the ntk experiment: the O(1/N) bias bends small widths
+    # Monte Carlo: the ensemble's output covariance against width, at a fixed ensemble size.
+    mc_widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512)
+    mc_depth: int = 2
+    mc_activation: str = "relu"
+    mc_samples: int = 1024
+    mc_replicates: int = 4
+    # Gaussianity: excess kurtosis of one output across initialisations.
+    kurtosis_widths: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    kurtosis_depths: tuple[int, ...] = (1, 2)
+    kurtosis_max_width_deep: int = 256  # depth >= 2 costs N^2 per network
+    kurtosis_samples: int = 8192
+    kurtosis_groups: int = 4           # independent groups, for the interval of the exponent
+    expected_kurtosis_exponent: float = -1.0
+    # Depth 1 is exactly N^-1 (see kurtosis_of_one_output). Deeper networks add
+    # an O(N^-2) term: width * kurtosis of a depth-2 ReLU network falls from 61
+    # at width 2 to 34 at 16 and stays near 30 beyond, so the asymptotic rate is
+    # fitted from width 16 on (the table and figure show every width).
+    kurtosis_fit_min_width: int = 16
+    kurtosis_exponent_tolerance: float = 0.1
+
+
+PRESETS = {
+    "quick": Config(),
+    "full": Config(widths=tuple(2**k for k in range(4, 16)), seeds=16, n_inputs=64,
+                   mc_samples=8192, kurtosis_samples=65536, kurtosis_max_width_deep=1024),
+}
+OPTIONS = {"widths": "widths", "seeds": "seeds", "depth": "depths", "activation": "activations"}
+SECTION_RATE = "NNGP at initialisation against the closed form"
+SECTION_MC = "The ensemble's output covariance meets the Monte Carlo floor"
+SECTION_GAUSS = "One output across initialisations becomes Gaussian"
+
+
+def monte_carlo_floor(K: np.ndarray, M: int) -> tuple[float, float]:
+    """Relative RMS error of an ``M``-sample output covariance, and its own relative spread.
+
+    For Gaussian outputs (Isserlis), the estimator's entries have covariance
+    ``(K_ac K_bd + K_ad K_bc) / M``; the squared Frobenius error then has mean
+    ``((tr K)^2 + |K|^2) / M`` and, as a Gaussian quadratic form, relative
+    standard deviation ``2 sqrt(|K|^4 + tr K^4) / ((tr K)^2 + |K|^2)``.
+    """
+    fro2, tr = float(np.sum(K**2)), float(np.trace(K))
+    floor = np.sqrt((tr**2 + fro2) / M / fro2)
+    spread = 2 * np.sqrt(fro2**2 + np.trace(np.linalg.matrix_power(K, 4))) / (tr**2 + fro2)
+    return float(floor), float(spread)
+
+
+def kurtosis_of_one_output(spec: MLP, x0: jax.Array, keys: jax.Array):
+    """Outputs ``f`` and conditional variances ``s^2`` of networks initialised from ``keys``.
+
+    Given a network's features, its output at ``x0`` is Gaussian with variance
+    ``s^2 = K_emp(x0, x0)`` (the readout's weights are Gaussian and independent
+    of the features). The output's excess kurtosis is therefore exactly
+    ``3 Var(s^2) / E[s^2]^2``, which this returns beside the outputs; it is
+    the same quantity as the outputs' sample kurtosis with far less variance.
+    For depth 1, ``s^2`` is an average of ``N`` i.i.d. terms and the kurtosis
+    is exactly proportional to ``1/N``.
+    """
+    module = spec.flax()
+    bias_var = spec.readout_scaling(1).bias_variance
+
+    def output_and_variance(params):
+        phi = readout_features(module, params, x0)
+        return module.apply(params, x0)[0, 0], (phi**2).sum() + bias_var
+
+    return over_initialisations(module, keys, x0, output_and_variance, chunk_size=1024)
+
+
+def run(config: Config) -> Report:
+    x = sphere_inputs(jax.random.PRNGKey(config.seed), config.n_inputs, config.input_dim)
+
+    # 1. One network's NNGP against the closed form.
+    errors = kernel_error_sweep(
+        "nngp", x, config.widths, config.seeds, config.seed,
+        parameterizations=config.parameterizations, activations=config.activations,
+        depths=config.depths, W_std=config.W_std, b_std=config.b_std)
+    intro = f"""
+Inputs: {config.n_inputs} points on the sphere of radius sqrt({config.input_dim}) in
+R^{config.input_dim}. Networks: MLPs with W_std = {fmt(config.W_std)}, b_std = {fmt(config.b_std)} in every
+layer, one output. At each width, {config.seeds} independently initialised networks; for each, the
+empirical NNGP `sigma_w^2 <phi(x), phi(x')> + sigma_b^2` of its readout's input features
+`phi` is compared with neural-tangents' closed form. Exponent interval: Student-t over the
+slopes of the {config.seeds} independent replicates of the sweep.
+"""
+    claims, sections, series = rate_findings(
+        "nngp", config.widths, errors, expected=config.expected_exponent,
+        tolerance=config.exponent_tolerance, section=SECTION_RATE, intro=intro)
+
+    # 2. The ensemble's output covariance, down to the Monte Carlo floor.
+    mc_spec = MLP(config.mc_widths[0], config.mc_depth, config.mc_activation,
+                  W_std=config.W_std, b_std=config.b_std)
+    K = np.asarray(closed_form(mc_spec, x, get="nngp"))
+    floor, spread = monte_carlo_floor(K, config.mc_samples)
+
+    def mc_error(width, replicate):
+        spec = mc_spec.replace(width=width)
+        estimate = monte_carlo_nngp(spec.flax(), network_key(config.seed + 1, width, replicate), x,
+                                    n_samples=config.mc_samples, chunk_size=256)
+        return relative_frobenius_error(estimate, K)
+
+    mc_errors = over_widths(config.mc_widths, config.mc_replicates, mc_error, desc="nngp monte carlo")
+    rms = np.sqrt((mc_errors**2).mean(axis=1))
+    # The RMS over R replicates has relative spread spread / (2 sqrt(R)); 3 of
+    # those is the tolerance. The widest network's own O(1/N) bias adds in
+    # quadrature and moves the ratio by under a tenth of that.
+    mc_tolerance = 3 * spread / (2 * np.sqrt(config.mc_replicates))
+    claims.append(Claim(
+        id="nngp_mc_floor",
+        statement=f"Output covariance of {config.mc_samples} networks reaches the Monte Carlo floor",
+        prediction="RMS error / floor = 1", expected=1.0, measured=float(rms[-1] / floor), ci=None,
+        tolerance=float(mc_tolerance), section=SECTION_MC))
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    w = np.asarray(config.mc_widths, dtype=float)
+    ax.plot(w, rms, "o-", label=f"RMS over {config.mc_replicates} ensembles of {config.mc_samples}")
+    ax.fill_between(w, mc_errors.min(axis=1), mc_errors.max(axis=1), alpha=0.2, lw=0)
+    ax.axhline(floor, color="k", ls="--", label=f"Monte Carlo floor {floor:.3f}")
+    ax.axhline(np.sqrt(2 / config.mc_samples), color="gray", ls=":",
+               label=f"sqrt(2/M) = {np.sqrt(2 / config.mc_samples):.3f}")
+    ax.set(xscale="log", yscale="log", xlabel="width",
+           ylabel="relative Frobenius error of the output covariance",
+           title=f"{config.mc_activation}, depth {config.mc_depth}, M = {config.mc_samples}")
+    ax.set_xscale("log", base=2)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    mc_body = f"""
+The output covariance `(1/M) sum_s f_s(x) f_s(x')` of M = {config.mc_samples} independently initialised
+{config.mc_activation} networks of depth {config.mc_depth}, against the closed-form NNGP, repeated
+{config.mc_replicates} times at each width. Two errors add in quadrature: the finite network's
+own bias (order 1/width for depth >= 2; none at depth 1, whose first layer is exactly
+Gaussian) and the Monte Carlo error of M samples, which no width removes. Its floor for these
+inputs is {floor:.4f} (Isserlis: `sqrt(((tr K)^2 + |K|_F^2) / M) / |K|_F`; the rule of thumb
+`sqrt(2/M)` = {np.sqrt(2 / config.mc_samples):.4f}). The claim compares the widest networks' RMS error with
+the floor; its tolerance is three standard deviations of an RMS over {config.mc_replicates} replicates
+(the squared error is a Gaussian quadratic form with relative spread {spread:.2f} per replicate).
+
+{markdown_table(["width", "RMS error", "min", "max", "RMS / floor"],
+                [[int(wi), float(r), float(e.min()), float(e.max()), float(r / floor)]
+                 for wi, r, e in zip(config.mc_widths, rms, mc_errors)])}
+"""
+    sections.append(Section(SECTION_MC, mc_body, [Figure(
+        "monte_carlo_floor", fig,
+        "Relative error of the ensemble's output covariance against the closed-form NNGP, by "
+        "width: it falls with the network's bias until it meets the Monte Carlo floor.")]))
+    series["monte_carlo"] = {"width": list(config.mc_widths), "rms_error": rms,
+                             "errors": mc_errors, "floor": floor, "samples": config.mc_samples}
+
+    # 3. Gaussianity of one output: excess kurtosis against width.
+    x0 = x[:1]
+    kurt, direct, histograms = {}, {}, {}
+    configs = [(a, d) for a in config.activations for d in config.kurtosis_depths]
+    with progress(len(configs) * len(config.kurtosis_widths), "nngp kurtosis") as bar:
+        for a, d in configs:
+            ws = [w for w in config.kurtosis_widths if d == 1 or w <= config.kurtosis_max_width_deep]
+            rows, rows_direct = [], []
+            for width in ws:
+                spec = MLP(width, d, a, W_std=config.W_std, b_std=config.b_std)
+                keys = jax.random.split(network_key(config.seed + 2, width, d),
+                                        config.kurtosis_samples)
+                f, s2 = map(np.asarray, kurtosis_of_one_output(spec, x0, keys))
+                groups = s2.reshape(config.kurtosis_groups, -1)
+                rows.append(3 * groups.var(axis=1, ddof=1) / groups.mean(axis=1) ** 2)
+                rows_direct.append(stats.kurtosis(f))
+                if a == config.activations[0] and d == 1 and width in (ws[0], ws[-1]):
+                    histograms[width] = f / np.sqrt(s2.mean())
+                bar.update()
+            kurt[a, d] = (ws, np.array(rows))
+            direct[a, d] = np.array(rows_direct)
+    def asymptotic_fit(ws, e):
+        keep = [i for i, w in enumerate(ws) if w >= config.kurtosis_fit_min_width]
+        return fit_power_law([ws[i] for i in keep], e[keep])
+
+    kfits = {k: asymptotic_fit(ws, e) for k, (ws, e) in kurt.items()}
+    for (a, d), f in kfits.items():
+        claims.append(Claim(
+            id=f"nngp_kurtosis_rate_{a}_depth{d}",
+            statement=f"Excess kurtosis of one output falls as 1/width ({a}, depth {d})",
+            prediction="kurtosis ~ width^(-1)", expected=config.expected_kurtosis_exponent,
+            measured=f.exponent, ci=f.ci, tolerance=config.kurtosis_exponent_tolerance,
+            section=SECTION_GAUSS))
+    kfig = loglog_figure(
+        {"excess kurtosis of f(x0)": {f"{a}, depth {d}": (ws, e, kfits[a, d])
+                                      for (a, d), (ws, e) in kurt.items()}},
+        xlabel="width", ylabel="excess kurtosis", reference_exponent=-1.0,
+        reference_label="theory: width^(-1)")
+    hfig, axes = plt.subplots(1, len(histograms), figsize=(5 * len(histograms), 3.6), squeeze=False)
+    grid = np.linspace(-4, 4, 200)
+    for ax, (width, z) in zip(axes[0], histograms.items()):
+        ax.hist(z, bins=80, range=(-4, 4), density=True, alpha=0.6, label="networks")
+        ax.plot(grid, stats.norm.pdf(grid), "k-", lw=1.2, label="NNGP: N(0, K(x0, x0))")
+        ax.set(title=f"{config.activations[0]}, depth 1, width {width}",
+               xlabel="f(x0) / sqrt(K(x0, x0))", yscale="log", ylim=(1e-4, 1))
+        ax.legend(fontsize=7)
+    hfig.tight_layout()
+    se = np.sqrt(24 / config.kurtosis_samples)
+    ktable = markdown_table(
+        ["activation", "depth", "width", "excess kurtosis (conditional)", "width x kurtosis",
+         "direct sample kurtosis"],
+        [[a, d, w, float(e[i].mean()), float(w * e[i].mean()), f"{direct[a, d][i]:+.3f} ± {se:.3f}"]
+         for (a, d), (ws, e) in kurt.items() for i, w in enumerate(ws)])
+    kbody = f"""
+{config.kurtosis_samples} networks per width, one input. The excess kurtosis is measured as
+`3 Var(s^2) / E[s^2]^2`, where `s^2 = K_emp(x0, x0)` is each network's empirical NNGP at the
+input: given its features a network's output is Gaussian with variance `s^2`, so this is the
+output's kurtosis exactly, with much less variance than the sample kurtosis of the outputs
+(shown beside it with its standard error `sqrt(24/M)`). If the kurtosis falls as 1/width,
+`width x kurtosis` settles to a constant: exactly so at depth 1, from above at depth 2, whose
+O(width^-2) term shows below width {config.kurtosis_fit_min_width}. The claims concern the
+asymptotic rate and fit widths >= {config.kurtosis_fit_min_width} (the figure's lines extend the
+fits to every width); the exponent's interval is a Student-t interval over
+{config.kurtosis_groups} independent groups of networks. Depth >= 2 stops at width
+{config.kurtosis_max_width_deep} (each network costs width^2 draws).
+
+{markdown_table(["activation", "depth", "fitted exponent [95% CI]", "prefactor"],
+                [[a, d, f"{f.exponent:+.3f} [{f.ci[0]:+.3f}, {f.ci[1]:+.3f}]", f.prefactor]
+                 for (a, d), f in kfits.items()])}
+
+{ktable}
+"""
+    sections.append(Section(SECTION_GAUSS, kbody, [
+        Figure("kurtosis", kfig, "Excess kurtosis of one output across initialisations, by width."),
+        Figure("output_histograms", hfig,
+               "One output across initialisations at the narrowest and widest width, standardised "
+               "by the ensemble's variance, against the NNGP's Gaussian (log scale shows the tails)."),
+    ]))
+    series["kurtosis"] = {f"{a}/depth{d}": {"width": ws, "excess_kurtosis": e.mean(axis=1),
+                                            "groups": e, "direct": direct[a, d], "fit": kfits[a, d]}
+                          for (a, d), (ws, e) in kurt.items()}
+    return Report(
+        experiment="nngp",
+        title="Networks at initialisation are Gaussian processes",
+        summary=__doc__.split("\n\n", 1)[1],
+        claims=claims, sections=sections, series=series, precision="float32",
+    )
