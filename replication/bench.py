@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from replication.arch import MLP
 from replication.data import sphere_inputs

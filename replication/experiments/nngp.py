@@ -27,29 +27,18 @@ import numpy as np
 from scipy import stats
 
 from replication.arch import MLP
-from replication.convergence import kernel_error_sweep, rate_findings
+from replication.convergence import KernelRateConfig, kernel_rate_study
 from replication.data import sphere_inputs
 from replication.kernels import closed_form, monte_carlo_nngp, over_initialisations, readout_features
-from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
+from replication.report import Claim, Figure, Report, Section, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
 from replication.sweep import network_key, over_widths, progress
 
 
 @dataclass(frozen=True)
-class Config:
-    widths: tuple[int, ...] = tuple(2**k for k in range(4, 14))  # 16 .. 8192: 2.7 decades
-    depths: tuple[int, ...] = (1, 2, 3)
-    activations: tuple[str, ...] = ("relu", "erf")
+class Config(KernelRateConfig):
     # The NNGP is the same under "ntk" and "standard" (same effective weights).
     parameterizations: tuple[str, ...] = ("ntk",)
-    seeds: int = 4
-    seed: int = 0
-    n_inputs: int = 16
-    input_dim: int = 8
-    W_std: float = 2**0.5
-    b_std: float = 0.1
-    expected_exponent: float = -0.5
-    exponent_tolerance: float = 0.1    # as in the ntk experiment: the O(1/N) bias bends small widths
     # Monte Carlo: the ensemble's output covariance against width, at a fixed ensemble size.
     mc_widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512)
     mc_depth: int = 2
@@ -121,21 +110,7 @@ def run(config: Config) -> Report:
     x = sphere_inputs(jax.random.PRNGKey(config.seed), config.n_inputs, config.input_dim)
 
     # 1. One network's NNGP against the closed form.
-    errors = kernel_error_sweep(
-        "nngp", x, config.widths, config.seeds, config.seed,
-        parameterizations=config.parameterizations, activations=config.activations,
-        depths=config.depths, W_std=config.W_std, b_std=config.b_std)
-    intro = f"""
-Inputs: {config.n_inputs} points on the sphere of radius sqrt({config.input_dim}) in
-R^{config.input_dim}. Networks: MLPs with W_std = {fmt(config.W_std)}, b_std = {fmt(config.b_std)} in every
-layer, one output. At each width, {config.seeds} independently initialised networks; for each, the
-empirical NNGP `sigma_w^2 <phi(x), phi(x')> + sigma_b^2` of its readout's input features
-`phi` is compared with neural-tangents' closed form. Exponent interval: Student-t over the
-slopes of the {config.seeds} independent replicates of the sweep.
-"""
-    claims, sections, series = rate_findings(
-        "nngp", config.widths, errors, expected=config.expected_exponent,
-        tolerance=config.exponent_tolerance, section=SECTION_RATE, intro=intro)
+    claims, sections, series = kernel_rate_study("nngp", config, x, SECTION_RATE)
 
     # 2. The ensemble's output covariance, down to the Monte Carlo floor.
     mc_spec = MLP(config.mc_widths[0], config.mc_depth, config.mc_activation,

@@ -24,27 +24,14 @@ from dataclasses import dataclass
 
 import jax
 
-from replication.convergence import kernel_error_sweep, rate_findings
+from replication.convergence import KernelRateConfig, kernel_rate_study
 from replication.data import sphere_inputs
-from replication.report import Report, fmt
+from replication.report import Report
 
 
 @dataclass(frozen=True)
-class Config:
-    widths: tuple[int, ...] = tuple(2**k for k in range(4, 14))  # 16 .. 8192: 2.7 decades
-    depths: tuple[int, ...] = (1, 2, 3)
-    activations: tuple[str, ...] = ("relu", "erf")
-    parameterizations: tuple[str, ...] = ("ntk", "standard")
-    seeds: int = 4               # independent networks per width
-    seed: int = 0
-    n_inputs: int = 16
-    input_dim: int = 8
-    W_std: float = 2**0.5
-    b_std: float = 0.1
-    expected_exponent: float = -0.5
-    # Fluctuations are Theta(N^-1/2); at the ladder's narrow end the O(1/N)
-    # bias and higher-order terms bend the curve, which a 0.1 band absorbs.
-    exponent_tolerance: float = 0.1
+class Config(KernelRateConfig):
+    """The sweep's settings (`replication.convergence.KernelRateConfig`) are all this part needs."""
 
 
 PRESETS = {
@@ -58,22 +45,7 @@ SECTION = "NTK at initialisation against the closed form"
 
 def run(config: Config) -> Report:
     x = sphere_inputs(jax.random.PRNGKey(config.seed), config.n_inputs, config.input_dim)
-    errors = kernel_error_sweep(
-        "ntk", x, config.widths, config.seeds, config.seed,
-        parameterizations=config.parameterizations, activations=config.activations,
-        depths=config.depths, W_std=config.W_std, b_std=config.b_std)
-    intro = f"""
-Inputs: {config.n_inputs} points on the sphere of radius sqrt({config.input_dim}) in
-R^{config.input_dim}. Networks: MLPs with W_std = {fmt(config.W_std)}, b_std = {fmt(config.b_std)} in every
-layer, one output. At each width, {config.seeds} independently initialised networks; for each,
-the empirical NTK (neural-tangents, structured derivatives) is compared with neural-tangents'
-closed form of the same spec. The fitted exponent is the slope of the mean log error against
-log width; its 95% interval is a Student-t interval over the slopes of the {config.seeds}
-independent replicates of the sweep.
-"""
-    claims, sections, series = rate_findings(
-        "ntk", config.widths, errors, expected=config.expected_exponent,
-        tolerance=config.exponent_tolerance, section=SECTION, intro=intro)
+    claims, sections, series = kernel_rate_study("ntk", config, x, SECTION)
     return Report(
         experiment="ntk",
         title="The neural tangent kernel at initialisation converges to its closed form",
