@@ -168,11 +168,14 @@ def loglog_figure(panels: dict[str, dict[str, tuple]], *, xlabel: str, ylabel: s
             if fit is not None:
                 ax.plot(w, fit.prefactor * w ** fit.exponent, "-", color=color, lw=1)
         if reference_exponent is not None:
-            all_e = [np.asarray(c[1], dtype=float) for c in curves.values()]
-            w0 = np.asarray(next(iter(curves.values()))[0], dtype=float)
-            top = max(np.exp(np.log(e.reshape(len(w0), -1)).mean(axis=1))[0] for e in all_e)
-            ax.plot(w0, 1.5 * top * (w0 / w0[0]) ** reference_exponent, "k--", lw=1.2,
-                    label=reference_label or f"theory: slope {reference_exponent:+g}")
+            # Above every curve: each curve's first point, carried to the
+            # smallest width along theory's slope, sets the line's height.
+            p = reference_exponent
+            w_all = np.unique(np.concatenate([np.asarray(c[0], dtype=float) for c in curves.values()]))
+            top = max(float(np.exp(np.log(np.asarray(e, dtype=float).reshape(len(ws), -1)[0]).mean()))
+                      * (w_all[0] / ws[0]) ** p for ws, e, _ in curves.values())
+            ax.plot(w_all, 1.5 * top * (w_all / w_all[0]) ** p, "k--", lw=1.2,
+                    label=reference_label or f"theory: slope {p:+g}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)

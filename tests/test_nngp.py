@@ -52,3 +52,26 @@ def test_monte_carlo_floor_formula_matches_gaussian_sampling():
     sq = np.array(sq)
     assert abs(sq.mean() / floor**2 - 1) <= 4 * spread / np.sqrt(R)
     assert abs(sq.std(ddof=1) / sq.mean() / spread - 1) <= 0.3
+
+
+def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
+    """Every part of the experiment on a tiny config; depth 2 stops at a narrower width."""
+    import dataclasses
+    import json
+
+    from replication.experiments import nngp
+    from replication.report import write_report
+
+    config = dataclasses.replace(
+        nngp.PRESETS["quick"], widths=(16, 64), depths=(1,), activations=("erf",), seeds=2,
+        mc_widths=(4, 16), mc_samples=64, mc_replicates=2, kurtosis_widths=(2, 8, 32),
+        kurtosis_depths=(1, 2), kurtosis_max_width_deep=8, kurtosis_fit_min_width=2,
+        kurtosis_samples=256)
+    write_report(nngp.run(config), tmp_path)
+    side = json.loads((tmp_path / "nngp.json").read_text())
+    assert [c["id"] for c in side["claims"]] == [
+        "nngp_init_rate_ntk_erf_depth1", "nngp_mc_floor",
+        "nngp_kurtosis_rate_erf_depth1", "nngp_kurtosis_rate_erf_depth2"]
+    assert side["series"]["kurtosis"]["erf/depth2"]["width"] == [2, 8]
+    for name in ("init_convergence", "monte_carlo_floor", "kurtosis", "output_histograms"):
+        assert (tmp_path / "figures" / f"nngp_{name}.png").exists()

@@ -2,6 +2,7 @@
 import json
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from replication.report import Claim, Figure, Report, Section, anchor, write_report
@@ -58,3 +59,17 @@ def test_interrupted_write_leaves_previous_report(tmp_path):
         write_report(make_report(_Exploding()), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.*")} == before
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_loglog_figure_takes_curves_of_different_widths():
+    from replication.report import loglog_figure
+    from replication.stats import fit_power_law
+
+    a = ([2, 4, 8, 16], np.array([[1.0, 1.1], [0.5, 0.6], [0.25, 0.2], [0.12, 0.13]]))
+    b = ([2, 4], np.array([[2.0], [1.0]]))
+    fig = loglog_figure({"p": {"a": (*a, fit_power_law(*a)), "b": (*b, None)}},
+                        xlabel="w", ylabel="e", reference_exponent=-1.0)
+    line = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"][0]
+    assert list(line.get_xdata()) == [2, 4, 8, 16]
+    assert line.get_ydata()[0] >= 2.0  # above the highest curve
+    plt.close(fig)
