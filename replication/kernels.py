@@ -173,8 +173,7 @@ def monte_carlo_nngp(
     total = 0.0
     for start in range(0, n_samples, chunk_size):
         total = total + gram(keys[start:start + chunk_size], x, x1.shape[0])
-    k = module.apply(module.init(key, x[:1]), x[:1]).shape[-1]
-    return total / (n_samples * k)
+    return total / (n_samples * module.spec.out_dim)
 
 
 def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk") -> jax.Array:
