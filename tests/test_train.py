@@ -1,0 +1,77 @@
+"""Training: the loss convention, ensembles, records, divergence."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.experimental import enable_x64
+
+from replication.arch import MLP
+from replication.data import sphere_inputs
+from replication.train import fit, fit_ensemble, mse
+
+
+def test_gradient_descent_follows_neural_tangents_closed_form_dynamics():
+    """A linear model f = X w / sqrt(d) has NTK X X^T / d; GD on `mse` must follow
+    `nt.predict.gradient_descent_mse` with the same learning rate, t in steps.
+
+    Per eigenmode the residual shrinks by (1 - a)^T under GD and exp(-a T) under
+    gradient flow, a = eta lambda / y.size; they differ by at most T a^2 / 2
+    relative (a <= a_max = 0.002, T = 500: 1e-3), in float64.
+    """
+    import neural_tangents as nt
+
+    with enable_x64():
+        d, n, n_test, T = 20, 12, 5, 500
+        X = jax.random.normal(jax.random.PRNGKey(0), (n + n_test, d), dtype=jnp.float64)
+        y = jnp.sin(X[:n, :1])
+        f = lambda w, x: x @ w / np.sqrt(d)  # noqa: E731
+        K = X @ X.T / d
+        a_max = 0.002
+        eta = a_max * y.size / float(jnp.linalg.eigvalsh(K[:n, :n])[-1])
+        w0 = jax.random.normal(jax.random.PRNGKey(1), (d, 1), dtype=jnp.float64)
+        run = fit(lambda w: mse(f(w, X[:n]), y), w0, optax.sgd(eta), T)
+        predict = nt.predict.gradient_descent_mse(K[:n, :n], y, learning_rate=eta)
+        train_t, test_t = predict(T, f(w0, X[:n]), f(w0, X[n:]), K[n:, :n])
+        bound = T * a_max**2 / 2 * float(jnp.linalg.norm(f(w0, X[:n]) - y))
+        assert float(jnp.linalg.norm(f(run.params, X[:n]) - train_t)) <= bound
+        assert float(jnp.linalg.norm(f(run.params, X[n:]) - test_t)) <= bound * float(
+            jnp.linalg.norm(K[n:, :n]) / jnp.linalg.eigvalsh(K[:n, :n])[0])
+        assert not bool(run.diverged)
+
+
+def _small_problem():
+    spec = MLP(32, 2, "erf")
+    x = sphere_inputs(jax.random.PRNGKey(0), 10, 3)
+    y = jnp.cos(x[:, :1])
+    module = spec.flax()
+    return module, x, y, lambda p: mse(module.apply(p, x), y)
+
+
+def test_ensemble_equals_members_trained_one_by_one():
+    module, x, y, loss = _small_problem()
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    stacked = jax.vmap(module.init, (0, None))(keys, x)
+    together = fit_ensemble(loss, stacked, optax.adam(1e-2), 40)
+    for i in range(3):
+        alone = fit(loss, jax.tree_util.tree_map(lambda a: a[i], stacked), optax.adam(1e-2), 40)
+        # The same float32 arithmetic, batched: agreement to rounding.
+        np.testing.assert_allclose(together.losses[i], alone.losses, rtol=1e-4, atol=1e-7)
+    assert together.losses.shape == (3, 40) and together.diverged.shape == (3,)
+
+
+def test_records_and_loss_decrease():
+    module, x, y, loss = _small_problem()
+    params = module.init(jax.random.PRNGKey(2), x)
+    run = fit(loss, params, optax.sgd(0.5), 50, record=lambda p: module.apply(p, x),
+              record_every=10)
+    assert run.records.shape == (6, 10, 1)
+    np.testing.assert_allclose(run.records[0], module.apply(params, x), rtol=1e-6)
+    np.testing.assert_allclose(run.records[-1], module.apply(run.params, x), rtol=1e-5, atol=1e-6)
+    assert run.losses[-1] < run.losses[0] and not bool(run.diverged)
+
+
+def test_divergence_is_recorded_not_raised():
+    module, x, y, loss = _small_problem()
+    run = fit(loss, module.init(jax.random.PRNGKey(3), x), optax.sgd(1e4), 30)
+    assert bool(run.diverged)
+    assert not np.all(np.isfinite(np.asarray(run.losses)))
