@@ -13,3 +13,16 @@ def sphere_inputs(key: jax.Array, n: int, dim: int) -> jax.Array:
     """
     x = jax.random.normal(key, (n, dim))
     return x / jnp.linalg.norm(x, axis=1, keepdims=True) * dim**0.5
+
+
+def noisy_sine_1d(key: jax.Array, n_train: int, n_test: int, noise_std: float):
+    """1-D regression: ``y = sin(x) + noise_std * eps`` at ``n_train`` points uniform in [-pi, pi].
+
+    Returns ``x_train (n_train, 1)``, ``y_train (n_train, 1)`` and ``x_test``, a
+    grid of ``n_test`` points on [-pi, pi]. Inputs and noise use independent keys.
+    """
+    k_x, k_noise = jax.random.split(key)
+    x_train = jnp.sort(jax.random.uniform(k_x, (n_train, 1), minval=-jnp.pi, maxval=jnp.pi), axis=0)
+    y_train = jnp.sin(x_train) + noise_std * jax.random.normal(k_noise, (n_train, 1))
+    x_test = jnp.linspace(-jnp.pi, jnp.pi, n_test)[:, None]
+    return x_train, y_train, x_test

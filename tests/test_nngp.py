@@ -1,6 +1,7 @@
 """The nngp experiment's measurements against what theory says they must give."""
 import jax
 import numpy as np
+import pytest
 from scipy import stats
 
 from replication.arch import MLP
@@ -66,12 +67,51 @@ def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
         nngp.PRESETS["quick"], widths=(16, 64), depths=(1,), activations=("erf",), seeds=2,
         mc_widths=(4, 16), mc_samples=64, mc_replicates=2, kurtosis_widths=(2, 8, 32),
         kurtosis_depths=(1, 2), kurtosis_max_width_deep=8, kurtosis_fit_min_width=2,
-        kurtosis_samples=256)
+        kurtosis_samples=256, bayes_widths=(16,), bayes_ensemble=8, bayes_n_test=5)
     write_report(nngp.run(config), tmp_path)
     side = json.loads((tmp_path / "nngp.json").read_text())
     assert [c["id"] for c in side["claims"]] == [
         "nngp_init_rate_ntk_erf_depth1", "nngp_mc_floor",
-        "nngp_kurtosis_rate_erf_depth1", "nngp_kurtosis_rate_erf_depth2"]
+        "nngp_kurtosis_rate_erf_depth1", "nngp_kurtosis_rate_erf_depth2",
+        "nngp_posterior_mean", "nngp_posterior_variance"]
     assert side["series"]["kurtosis"]["erf/depth2"]["width"] == [2, 8]
-    for name in ("init_convergence", "monte_carlo_floor", "kurtosis", "output_histograms"):
+    for name in ("init_convergence", "monte_carlo_floor", "kurtosis", "output_histograms",
+                 "posterior"):
         assert (tmp_path / "figures" / f"nngp_{name}.png").exists()
+
+
+def test_nngp_posterior_is_the_gaussian_process_posterior():
+    """mean = K_sX (K_XX + s^2 I)^-1 y, var = diag(K_ss - K_sX (K_XX + s^2 I)^-1 K_Xs), in float64."""
+    from jax.experimental import enable_x64
+
+    from replication.data import noisy_sine_1d
+    from replication.experiments.nngp import nngp_posterior
+
+    spec = MLP(16, 2, "erf", W_std=1.5, b_std=0.5)
+    x, y, xs = noisy_sine_1d(jax.random.PRNGKey(0), 6, 7, 0.2)
+    mean, var, lam = nngp_posterior(spec, x, y, xs, 0.04)
+    with enable_x64():
+        kernel_fn = spec.stax()[2]
+        x, y, xs = (np.asarray(a, np.float64) for a in (x, y, xs))
+        K = np.asarray(kernel_fn(x, None, "nngp")) + 0.04 * np.eye(6)
+        Ks = np.asarray(kernel_fn(xs, x, "nngp"))
+        Kss = np.asarray(kernel_fn(xs, None, "nngp"))
+    np.testing.assert_allclose(mean, Ks @ np.linalg.solve(K, y)[:, 0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(var, np.diag(Kss - Ks @ np.linalg.solve(K, Ks.T)), rtol=1e-9,
+                               atol=1e-12)
+    assert lam == pytest.approx(np.linalg.eigvalsh(K - 0.04 * np.eye(6))[-1], rel=1e-9)
+
+
+def test_trained_readouts_are_exact_posterior_samples():
+    """Sample-then-optimize at width 64: each trained network equals the closed-form
+    posterior sample of its own empirical NNGP, to float32 rounding (1e-4 of the
+    outputs' unit scale), and the networks differ from one another."""
+    from replication.data import noisy_sine_1d
+    from replication.experiments.nngp import heavy_ball, nngp_posterior, posterior_samples
+
+    spec = MLP(64, 2, "erf", W_std=1.5, b_std=0.5)
+    x, y, xs = noisy_sine_1d(jax.random.PRNGKey(0), 6, 7, 0.2)
+    lr, momentum, steps = heavy_ball(nngp_posterior(spec, x, y, xs, 0.04)[2], 0.04, 6)
+    f, gap = posterior_samples(spec, x, y, xs, 0.04, jax.random.PRNGKey(1), 4, steps, lr, momentum)
+    assert float(np.max(gap)) <= 1e-4
+    assert float(np.std(np.asarray(f), axis=0).min()) > 1e-3
