@@ -235,7 +235,7 @@ def _jsonable(x):
 # Rendering and writing.
 
 def sidecar(report: Report) -> dict:
-    """The JSON sidecar (layout in DESIGN.md)."""
+    """The JSON sidecar: experiment, preset, code and package versions, seconds, claims, series."""
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
         "code_version": report.code_version or code_version(), "versions": package_versions(),
