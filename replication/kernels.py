@@ -106,10 +106,15 @@ def empirical_ntk(
     return jnp.asarray(out)
 
 
-def readout_features(module, params, x: jax.Array) -> jax.Array:
-    """``sigma_w * phi(x)``: the readout's input scaled so that its Gram is the NNGP's weight part."""
-    phi = module.apply(params, x, readout_input=True).reshape(x.shape[0], -1)
-    return phi * module.spec.readout_scaling(phi.shape[-1]).weight_variance ** 0.5
+def readout_input(module, params, x: jax.Array) -> jax.Array:
+    """``phi(x)``: what the readout layer receives (flattened or pooled for a CNN), ``(n, fan_in)``."""
+    return module.apply(params, x, readout_input=True).reshape(x.shape[0], -1)
+
+
+def nngp_of_features(spec, phi1: jax.Array, phi2: jax.Array | None = None) -> jax.Array:
+    """``sigma_w^2 <phi1, phi2> + sigma_b^2`` with the readout's effective init variances of ``spec``."""
+    s = spec.readout_scaling(phi1.shape[-1])
+    return s.weight_variance * phi1 @ (phi1 if phi2 is None else phi2).T + s.bias_variance
 
 
 def empirical_nngp(module, params, x1: jax.Array, x2: jax.Array | None = None) -> jax.Array:
@@ -118,9 +123,8 @@ def empirical_nngp(module, params, x1: jax.Array, x2: jax.Array | None = None) -
     ``module`` is a ``replication.arch`` network (``spec.flax()``), whose spec
     tells the readout's init variances under its parameterization.
     """
-    f1 = readout_features(module, params, x1)
-    f2 = f1 if x2 is None else readout_features(module, params, x2)
-    return f1 @ f2.T + module.spec.readout_scaling(f1.shape[-1]).bias_variance
+    phi1 = readout_input(module, params, x1)
+    return nngp_of_features(module.spec, phi1, None if x2 is None else readout_input(module, params, x2))
 
 
 def over_initialisations(module, keys: jax.Array, x: jax.Array, fn: Callable, *,

@@ -32,7 +32,8 @@ from scipy import stats
 from replication.arch import MLP, AffineLayer
 from replication.convergence import KernelRateConfig, kernel_rate_study
 from replication.data import noisy_sine_1d, sphere_inputs
-from replication.kernels import closed_form, monte_carlo_nngp, over_initialisations, readout_features
+from replication.kernels import (closed_form, monte_carlo_nngp, nngp_of_features, over_initialisations,
+                                 readout_input)
 from replication.report import Claim, Figure, Report, Section, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
 from replication.sweep import network_key, over_widths, progress
@@ -113,11 +114,10 @@ def kurtosis_of_one_output(spec: MLP, x0: jax.Array, keys: jax.Array):
     is exactly proportional to ``1/N``.
     """
     module = spec.flax()
-    bias_var = spec.readout_scaling(1).bias_variance
 
     def output_and_variance(params):
-        phi = readout_features(module, params, x0)
-        return module.apply(params, x0)[0, 0], (phi**2).sum() + bias_var
+        s2 = nngp_of_features(spec, readout_input(module, params, x0))[0, 0]
+        return module.apply(params, x0)[0, 0], s2
 
     return over_initialisations(module, keys, x0, output_and_variance, chunk_size=1024)
 
@@ -182,7 +182,7 @@ def posterior_samples(spec: MLP, x_train, y_train, x_test, noise_var: float, key
     # 16 networks at a time: a chunk of depth-2 width-2048 networks holds 16 x 4.2M weights.
     phi, theta0 = over_initialisations(
         module, jax.random.split(k_init, n_networks), x,
-        lambda p: (module.apply(p, x, readout_input=True), p["params"]["readout"]), chunk_size=16)
+        lambda p: (readout_input(module, p, x), p["params"]["readout"]), chunk_size=16)
     eps = noise_var**0.5 * jax.random.normal(k_noise, (n_networks, n, 1))
 
     def train_one(theta_0, phi_m, eps_m):
@@ -195,8 +195,7 @@ def posterior_samples(spec: MLP, x_train, y_train, x_test, noise_var: float, key
         theta = fit(loss, theta_0, optax.sgd(learning_rate, momentum=momentum or None), steps).params
         f_test = readout.apply({"params": theta}, phi_m[n:])[:, 0]
         # The exact minimiser, in function space, from this network's own kernel.
-        s = spec.readout_scaling(phi_m.shape[-1])
-        K = s.weight_variance * phi_m @ phi_m.T + s.bias_variance
+        K = nngp_of_features(spec, phi_m)
         f0 = readout.apply({"params": theta_0}, phi_m)[:, 0]
         residual = (y_train + eps_m)[:, 0] - f0[:n]
         exact = f0[n:] + K[n:, :n] @ jnp.linalg.solve(K[:n, :n] + noise_var * jnp.eye(n), residual)
