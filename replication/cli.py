@@ -103,14 +103,8 @@ def make_config(module, preset: str, overrides: dict):
     return dataclasses.replace(config, **changes)
 
 
-def run_experiment(name: str, preset: str = "quick", out: str | Path = "reports",
-                   **overrides) -> Path:
-    """Run one experiment and write its report; return the markdown's path."""
-    command = f"python -m replication run {name} --preset {preset}"
-    return _run_module(load(name), preset, out, overrides, command)
-
-
 def _run_module(module, preset, out, overrides, command) -> Path:
+    """Run an experiment module (or the benchmark) and write its report; return the markdown's path."""
     from replication.report import code_version, write_report
 
     config = make_config(module, preset, overrides)
@@ -158,8 +152,13 @@ def main(argv=None) -> int:
             return 0
         if args.command == "bench":
             _choice("preset", args.preset, PRESETS)
+            from replication import bench as module
+
+            overrides, command = {}, f"python -m replication bench --preset {args.preset}"
         else:
             overrides = _check_run_args(args)
+            module = load(args.experiment)
+            command = f"python -m replication run {args.experiment} --preset {args.preset}"
     except UsageError as e:
         print(f"replication: error: {e}", file=sys.stderr)
         return 2
@@ -167,13 +166,7 @@ def main(argv=None) -> int:
     # removed and the previous report stays in place.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if args.command == "bench":
-            from replication import bench
-
-            path = _run_module(bench, args.preset, args.out, {},
-                               f"python -m replication bench --preset {args.preset}")
-        else:
-            path = run_experiment(args.experiment, args.preset, args.out, **overrides)
+        path = _run_module(module, args.preset, args.out, overrides, command)
     except KeyboardInterrupt:
         print("replication: interrupted; the previous report is left in place", file=sys.stderr)
         return 130

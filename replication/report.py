@@ -24,11 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 PACKAGES = ("jax", "jaxlib", "neural-tangents", "flax", "optax", "numpy")
-RELATIONS = {  # how a claim's verdict is decided
-    "=": "|measured - expected| <= tolerance",
-    "<=": "measured <= expected + tolerance",
-    ">=": "measured >= expected - tolerance",
-}
+RELATIONS = ("=", "<=", ">=")  # how a claim's verdict is decided: see Claim.rule
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -110,7 +106,7 @@ class Report:
     sections: list[Section]
     series: dict = field(default_factory=dict)
     precision: str = "float32"
-    # Filled by the runner (replication.cli.run_experiment), not the experiment:
+    # Filled by the runner (replication.cli), not the experiment:
     preset: str = ""
     config: dict = field(default_factory=dict)
     seconds: float | None = None
