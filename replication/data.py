@@ -26,3 +26,17 @@ def noisy_sine_1d(key: jax.Array, n_train: int, n_test: int, noise_std: float):
     y_train = jnp.sin(x_train) + noise_std * jax.random.normal(k_noise, (n_train, 1))
     x_test = jnp.linspace(-jnp.pi, jnp.pi, n_test)[:, None]
     return x_train, y_train, x_test
+
+
+def sin_cos_2d(key_train: jax.Array, key_test: jax.Array, n_train: int = 50, n_test: int = 100):
+    """Inputs uniform in ``[-2, 2]^2``, ``y = sin(x_1) + cos(x_2)``; shapes ``(n, 2)`` and ``(n, 1)``.
+
+    Training and test inputs are drawn from the two keys given; pass
+    independent keys (drawing both from one key is what the ``regression``
+    experiment's errata section measures).
+    """
+    def draw(key, n):
+        x = jax.random.uniform(key, (n, 2), minval=-2.0, maxval=2.0)
+        return x, (jnp.sin(x[:, :1]) + jnp.cos(x[:, 1:2]))
+
+    return (*draw(key_train, n_train), *draw(key_test, n_test))

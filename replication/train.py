@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -36,50 +37,90 @@ class Trajectory(NamedTuple):
     diverged: jax.Array      # True if any loss was NaN or infinite
 
 
-def fit(loss_fn: Callable[[Any], jax.Array], params: Any,
+def fit(loss_fn: Callable[..., jax.Array], params: Any,
         optimizer: optax.GradientTransformation, steps: int, *,
-        record: Callable[[Any], Any] | None = None, record_every: int | None = None) -> Trajectory:
-    """``steps`` full-batch optax updates of ``loss_fn(params)``, compiled as one scan.
+        record: Callable[..., Any] | None = None, record_every: int | None = None,
+        args: tuple = ()) -> Trajectory:
+    """``steps`` full-batch optax updates of ``loss_fn(params, *args)``, compiled as one scan.
 
-    ``record(params)`` (e.g. the outputs on test inputs, or the weights) is
-    taken before the first update and after every ``record_every`` updates,
-    so ``records`` has ``steps // record_every + 1`` entries. Pure: ``jax.vmap``
-    over ``params`` trains an ensemble (``fit_ensemble``).
+    ``record(params, *args)`` (e.g. the outputs on test inputs, or the
+    weights) is taken before the first update and after every
+    ``record_every`` updates, so ``records`` has ``steps // record_every + 1``
+    entries. ``args`` (data, a linearisation point) enter the compiled
+    program as arguments; arrays that ``loss_fn`` closes over instead become
+    constants compiled into it, which is slow for large ones. Pure:
+    ``jax.vmap`` over ``params`` trains an ensemble (``fit_ensemble``).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     every = record_every or max(steps, 1)
     if steps % every:
         raise ValueError(f"record_every={every} must divide steps={steps}")
-    record = record or (lambda p: ())
-
-    def step(carry, _):
-        p, state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p)
-        updates, state = optimizer.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), loss
-
-    def segment(carry, _):
-        carry, losses = jax.lax.scan(step, carry, None, length=every)
-        return carry, (losses, record(carry[0]))
+    record = record or (lambda p, *a: ())
 
     @jax.jit
-    def run(p):
-        first = record(p)
+    def run(p, args):
+        def step(carry, _):
+            p, state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(p, *args)
+            updates, state = optimizer.update(grads, state, p)
+            return (optax.apply_updates(p, updates), state), loss
+
+        def segment(carry, _):
+            carry, losses = jax.lax.scan(step, carry, None, length=every)
+            return carry, (losses, record(carry[0], *args))
+
+        first = record(p, *args)
         (p, _), (losses, records) = jax.lax.scan(segment, (p, optimizer.init(p)), None,
                                                  length=steps // every)
         records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
         losses = losses.reshape(-1)
         return Trajectory(p, losses, records, ~jnp.all(jnp.isfinite(losses)))
 
-    return run(params)
+    return run(params, tuple(args))
 
 
-def fit_ensemble(loss_fn: Callable[[Any], jax.Array], stacked_params: Any,
-                 optimizer: optax.GradientTransformation, steps: int, **kwargs) -> Trajectory:
+def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
+                 optimizer: optax.GradientTransformation, steps: int, *, args: tuple = (),
+                 **kwargs) -> Trajectory:
     """``fit`` for a stack of parameter sets (leading axis: members), in one vmapped program.
 
-    Every field of the returned ``Trajectory`` gains the members' leading axis,
-    so one member's divergence is recorded without touching the others.
+    ``args`` are shared by every member. Every field of the returned
+    ``Trajectory`` gains the members' leading axis, so one member's
+    divergence is recorded without touching the others.
     """
-    return jax.vmap(lambda p: fit(loss_fn, p, optimizer, steps, **kwargs))(stacked_params)
+    return jax.jit(jax.vmap(lambda p, a: fit(loss_fn, p, optimizer, steps, args=a, **kwargs),
+                            in_axes=(0, None)))(stacked_params, tuple(args))
+
+
+def heavy_ball(curvature_max: float, curvature_min: float, reduction: float = 1e-6,
+               margin: float = 3.0) -> tuple[float, float, int]:
+    """Polyak's heavy ball for a quadratic with Hessian eigenvalues in ``[curvature_min, curvature_max]``.
+
+    Returns the optimal step ``4 / (sqrt(L) + sqrt(mu))^2``, momentum
+    ``((sqrt(L) - sqrt(mu)) / (sqrt(L) + sqrt(mu)))^2`` and a step count:
+    ``margin`` times the steps its contraction ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``
+    needs to shrink the error by ``reduction``, leaving room for its transient.
+    For ``mse`` and a kernel ``K`` on ``n`` points the curvatures are ``eig(K) / n``.
+    """
+    L, mu = curvature_max, curvature_min
+    lr = 4 / (np.sqrt(L) + np.sqrt(mu)) ** 2
+    momentum = ((np.sqrt(L) - np.sqrt(mu)) / (np.sqrt(L) + np.sqrt(mu))) ** 2
+    rho = (np.sqrt(L / mu) - 1) / (np.sqrt(L / mu) + 1)
+    return float(lr), float(momentum), int(np.ceil(margin * np.log(reduction) / np.log(rho)))
+
+
+def linearized(apply_fn: Callable) -> Callable:
+    """The first-order Taylor model of ``apply_fn`` around a point (Lee et al. 2019).
+
+    Returns ``f_lin(params, params0, x) = f(params0, x) + J(params0, x) (params - params0)``,
+    computed with one forward-mode product, as neural-tangents' ``nt.linearize``;
+    here the expansion point ``params0`` is an argument, so it can be passed
+    to ``fit(..., args=...)`` rather than compiled in as a constant.
+    """
+    def f_lin(params, params0, x):
+        delta = jax.tree_util.tree_map(jnp.subtract, params, params0)
+        f0, df = jax.jvp(lambda p: apply_fn(p, x), (params0,), (delta,))
+        return f0 + df
+
+    return f_lin

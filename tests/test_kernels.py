@@ -131,3 +131,13 @@ def test_monte_carlo_nngp_reaches_its_floor():
     # And it is an honest average: the same key gives the same estimate in other chunks.
     again = monte_carlo_nngp(spec.flax(), jax.random.PRNGKey(1), x, n_samples=M, chunk_size=64)
     np.testing.assert_allclose(again, estimate, rtol=1e-4)
+
+
+def test_sin_cos_2d_independent_keys_and_shapes():
+    from replication.data import sin_cos_2d
+
+    xtr, ytr, xte, yte = sin_cos_2d(jax.random.PRNGKey(0), jax.random.PRNGKey(1), 50, 100)
+    assert xtr.shape == (50, 2) and ytr.shape == (50, 1) and xte.shape == (100, 2) and yte.shape == (100, 1)
+    assert float(jnp.abs(xtr).max()) <= 2.0
+    np.testing.assert_allclose(yte, jnp.sin(xte[:, :1]) + jnp.cos(xte[:, 1:2]), rtol=1e-6)
+    assert not np.any(np.all(np.isclose(np.asarray(xte)[:, None], np.asarray(xtr)[None]), axis=-1))

@@ -107,11 +107,11 @@ def test_trained_readouts_are_exact_posterior_samples():
     posterior sample of its own empirical NNGP, to float32 rounding (1e-4 of the
     outputs' unit scale), and the networks differ from one another."""
     from replication.data import noisy_sine_1d
-    from replication.experiments.nngp import heavy_ball, nngp_posterior, posterior_samples
+    from replication.experiments.nngp import nngp_posterior, posterior_samples, readout_heavy_ball
 
     spec = MLP(64, 2, "erf", W_std=1.5, b_std=0.5)
     x, y, xs = noisy_sine_1d(jax.random.PRNGKey(0), 6, 7, 0.2)
-    lr, momentum, steps = heavy_ball(nngp_posterior(spec, x, y, xs, 0.04)[2], 0.04, 6)
+    lr, momentum, steps = readout_heavy_ball(nngp_posterior(spec, x, y, xs, 0.04)[2], 0.04, 6)
     f, gap = posterior_samples(spec, x, y, xs, 0.04, jax.random.PRNGKey(1), 4, steps, lr, momentum)
     assert float(np.max(gap)) <= 1e-4
     assert float(np.std(np.asarray(f), axis=0).min()) > 1e-3

@@ -5,7 +5,8 @@ import importlib
 
 EXPERIMENTS = {
     "nngp": "networks at initialisation are Gaussian processes",
-    "ntk": "the neural tangent kernel at initialisation converges to its closed form",
+    "ntk": "the neural tangent kernel converges, stays put in training, and fixes the dynamics",
+    "regression": "the worked example: a two-layer ReLU network against its NTK regression",
 }
 PRESETS = ("quick", "full")
 

@@ -37,7 +37,7 @@ from replication.kernels import (closed_form, monte_carlo_nngp, nngp_of_features
 from replication.report import Claim, Figure, Report, Section, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
 from replication.sweep import network_key, over_widths, progress
-from replication.train import fit, mse
+from replication.train import fit, heavy_ball, mse
 
 
 @dataclass(frozen=True)
@@ -138,20 +138,14 @@ def nngp_posterior(spec: MLP, x_train, y_train, x_test, noise_var: float):
                 float(jnp.linalg.eigvalsh(k_tt)[-1]))
 
 
-def heavy_ball(lam_max: float, noise_var: float, n: int) -> tuple[float, float, int]:
+def readout_heavy_ball(lam_max: float, noise_var: float, n: int) -> tuple[float, float, int]:
     """Step, momentum and step count that minimise the readout's loss to 1e-6.
 
     The loss is quadratic with curvatures in ``[mu, L] = [noise_var, 2 (lam_max +
     noise_var)] / n``, the factor 2 covering the empirical kernel's fluctuation
-    above the closed form's top eigenvalue ``lam_max``. Polyak's heavy ball with
-    its optimal step and momentum contracts by ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``
-    per step; three times the steps that needs for 1e-6 leaves room for its transient.
+    above the closed form's top eigenvalue ``lam_max`` (``replication.train.heavy_ball``).
     """
-    L, mu = 2 * (lam_max + noise_var) / n, noise_var / n
-    lr = 4 / (np.sqrt(L) + np.sqrt(mu)) ** 2
-    momentum = ((np.sqrt(L) - np.sqrt(mu)) / (np.sqrt(L) + np.sqrt(mu))) ** 2
-    rho = (np.sqrt(L / mu) - 1) / (np.sqrt(L / mu) + 1)
-    return float(lr), float(momentum), int(np.ceil(3 * np.log(1e6) / -np.log(rho)))
+    return heavy_ball(2 * (lam_max + noise_var) / n, noise_var / n)
 
 
 def posterior_samples(spec: MLP, x_train, y_train, x_test, noise_var: float, key: jax.Array,
@@ -358,7 +352,7 @@ fits to every width); the exponent's interval is a Student-t interval over
                 W_std=config.bayes_W_std, b_std=config.bayes_b_std)
     mean, var, lam_max = nngp_posterior(bspec, x_train, y_train, x_test, noise_var)
     n = config.bayes_n_train
-    lr, momentum, steps = heavy_ball(lam_max, noise_var, n)
+    lr, momentum, steps = readout_heavy_ball(lam_max, noise_var, n)
     M = config.bayes_ensemble
     rows, samples = [], {}
     with progress(len(config.bayes_widths), "nngp posterior") as bar:
