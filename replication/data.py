@@ -37,6 +37,12 @@ def sin_cos_2d(key_train: jax.Array, key_test: jax.Array, n_train: int = 50, n_t
     """
     def draw(key, n):
         x = jax.random.uniform(key, (n, 2), minval=-2.0, maxval=2.0)
-        return x, (jnp.sin(x[:, :1]) + jnp.cos(x[:, 1:2]))
+        return x, sin_cos_target(x)
 
     return (*draw(key_train, n_train), *draw(key_test, n_test))
+
+
+def sin_cos_target(x) -> jax.Array:
+    """``y = sin(x_1) + cos(x_2)`` for inputs ``(n, 2)``, shape ``(n, 1)``."""
+    x = jnp.asarray(x)
+    return jnp.sin(x[:, :1]) + jnp.cos(x[:, 1:2])

@@ -29,7 +29,7 @@ import optax
 from jax.experimental import enable_x64
 
 from replication.arch import MLP
-from replication.data import sin_cos_2d
+from replication.data import sin_cos_2d, sin_cos_target
 from replication.kernels import empirical_ntk
 from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
@@ -332,9 +332,6 @@ def errata(config: Config, spec: MLP, kernel_fn, optimizer, steps: int, dataset)
             kt = np.asarray(kernel_fn(jnp.asarray(xte, jnp.float64), jnp.asarray(xtr, jnp.float64), "ntk"))
         return test_mse(kernel_regression(k, kt, ytr), yte)
 
-    def target(x):
-        return np.sin(x[:, :1]) + np.cos(x[:, 1:2])
-
     rows, same = {"independent keys": [], "one key (JAX)": [], "one seed (numpy)": []}, []
     for s in range(n_seeds):
         k_tr, k_te = jax.random.PRNGKey(1000 + s), jax.random.PRNGKey(2000 + s)
@@ -344,11 +341,13 @@ def errata(config: Config, spec: MLP, kernel_fn, optimizer, steps: int, dataset)
         rows["one key (JAX)"].append(regression_mse(xtr, ytr, xte1, yte1))
         a = np.random.default_rng(s).uniform(-2, 2, (config.n_train, 2))
         b = np.random.default_rng(s).uniform(-2, 2, (config.n_test, 2))
-        rows["one seed (numpy)"].append(regression_mse(a, target(a), b, target(b)))
+        rows["one seed (numpy)"].append(regression_mse(a, sin_cos_target(a), b, sin_cos_target(b)))
         same.append(int(np.sum(np.min(np.abs(b[:, None] - a[None]).max(-1), axis=1) == 0)))
-        xtr1, _, xte1_, _ = xtr, None, xte1, None
-    jax_overlap = float(np.median(np.min(np.linalg.norm(np.asarray(xte1_)[:, None] - np.asarray(xtr1)[None], axis=-1), axis=1)))
-    indep_overlap = float(np.median(np.min(np.linalg.norm(np.asarray(xte)[:, None] - np.asarray(xtr)[None], axis=-1), axis=1)))
+
+    def median_nearest(a, b):  # of the last draw: each test point's distance to its nearest training point
+        return float(np.median(np.min(np.linalg.norm(np.asarray(a)[:, None] - np.asarray(b)[None], axis=-1), axis=1)))
+
+    jax_overlap, indep_overlap = median_nearest(xte1, xtr), median_nearest(xte, xtr)
 
     # 2. The readout scaled by 1/sqrt(width) at init and again in the forward pass.
     widths = config.widths
