@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from replication.parametrization import affine_scaling, check_parameterization
+from replication.parametrization import (OPTIMIZERS, affine_scaling, check_parameterization,
+                                         learning_rate_factors)
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,16 @@ READOUTS = ("flatten", "gap")
 
 @dataclass(frozen=True)
 class Affine:
-    """Dense layer (``kernel_size == ()``) or stride-1 SAME convolution."""
+    """Dense layer (``kernel_size == ()``) or stride-1 SAME convolution.
+
+    ``role`` (``input``, ``hidden`` or ``readout``) says which of its fans grow
+    with the width, which muP's scalings depend on.
+    """
 
     name: str
     features: int
     kernel_size: tuple[int, ...] = ()
+    role: str = "hidden"
 
 
 @dataclass(frozen=True)
@@ -104,13 +110,18 @@ class AffineLayer(nn.Module):
     b_std: float | None
     parameterization: str
     param_dtype: Any = jnp.float32
+    role: str = "hidden"
+    width_ratio: float = 1.0
+    zero_init: bool = False
 
     @nn.compact
     def __call__(self, x):
         in_channels = x.shape[-1]
         fan_in = in_channels * math.prod(self.kernel_size)
-        s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in)
-        w = self.param("kernel", nn.initializers.normal(s.weight_init_std),
+        s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in, self.role,
+                           self.width_ratio)
+        init = nn.initializers.zeros if self.zero_init else nn.initializers.normal(s.weight_init_std)
+        w = self.param("kernel", init,
                        (*self.kernel_size, in_channels, self.features), self.param_dtype)
         if self.kernel_size:
             y = lax.conv_general_dilated(x, w, (1,) * len(self.kernel_size), "SAME",
@@ -139,7 +150,8 @@ class Network(nn.Module):
                 if readout_input and layer.name == "readout":
                     return x
                 x = AffineLayer(layer.features, layer.kernel_size, spec.W_std, spec.b_std,
-                                spec.parameterization, self.param_dtype, name=layer.name)(x)
+                                spec.parameterization, self.param_dtype, layer.role, spec.width_ratio,
+                                spec.zero_readout and layer.role == "readout", name=layer.name)(x)
             elif isinstance(layer, Nonlinearity):
                 x = ACTIVATIONS[layer.name].fn(x)
             elif layer.kind == "flatten":
@@ -171,6 +183,8 @@ class _Spec:
     b_std: float | None = 0.1
     parameterization: str = "ntk"
     out_dim: int = 1
+    base_width: int | None = None   # muP only: the width at which it coincides with "standard"
+    zero_readout: bool = False      # initialise the readout weights at zero (any parameterization)
 
     def __post_init__(self):
         _check_positive_int("width", self.width)
@@ -185,6 +199,19 @@ class _Spec:
             raise ValueError(f"W_std must be a positive finite number, got {self.W_std!r}")
         if self.b_std is not None and not (math.isfinite(self.b_std) and self.b_std >= 0):
             raise ValueError(f"b_std must be None or a finite number >= 0, got {self.b_std!r}")
+        if self.parameterization == "mup":
+            if self.base_width is None:
+                raise ValueError("parameterization 'mup' needs base_width (the width at which it equals 'standard')")
+            _check_positive_int("base_width", self.base_width)
+        elif self.base_width is not None:
+            raise ValueError(f"base_width applies to parameterization 'mup' only, not {self.parameterization!r}")
+
+    @property
+    def width_ratio(self) -> float:
+        """``width / base_width`` under muP (1 at depth 0, where no fan grows); 1 otherwise."""
+        if self.parameterization != "mup" or self.depth == 0:
+            return 1.0
+        return self.width / self.base_width
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -202,7 +229,17 @@ class _Spec:
         return _network(self, jnp.dtype(param_dtype))
 
     def stax(self):
-        """neural-tangents' ``(init_fn, apply_fn, kernel_fn)`` of the same network."""
+        """neural-tangents' ``(init_fn, apply_fn, kernel_fn)`` of the same network.
+
+        Not for ``mup``: neural-tangents has no muP layers, and muP's training
+        has no kernel limit. Its NNGP is ``standard``'s divided by
+        ``width_ratio`` (``replication.parametrization``).
+        """
+        if self.parameterization == "mup":
+            raise ValueError("parameterization 'mup' has no neural-tangents closed form; "
+                             "its NNGP is the 'standard' one divided by width / base_width")
+        if self.zero_readout:
+            raise ValueError("zero_readout has no neural-tangents closed form (its NNGP is the bias's alone)")
         stax = _stax()
         layers = []
         for layer in self.layers:
@@ -220,8 +257,42 @@ class _Spec:
         return stax.serial(*layers)
 
     def readout_scaling(self, fan_in: int):
-        """``AffineScaling`` of the readout layer given its fan-in."""
-        return affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in)
+        """``AffineScaling`` of the readout layer given its fan-in (init std 0 under ``zero_readout``)."""
+        s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in, "readout", self.width_ratio)
+        return dataclasses.replace(s, weight_init_std=0.0) if self.zero_readout else s
+
+    def optimizer(self, name: str, learning_rate, **kwargs):
+        """optax ``sgd`` or ``adam`` with this parameterization's per-layer learning rates.
+
+        The base optimizer runs with ``learning_rate`` (and ``kwargs``, e.g.
+        ``momentum``); its update of each parameter is then scaled by the
+        parameterization's factor for that layer and kind
+        (``replication.parametrization.learning_rate_factors``), through
+        ``optax.multi_transform`` over a label tree. Scaling the update after
+        the base optimizer is the same as a per-layer learning rate, for SGD
+        (with momentum) and for Adam. Under ``ntk`` and ``standard`` every
+        factor is 1.
+        """
+        import optax
+
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+        base = {"sgd": optax.sgd, "adam": optax.adam}[name](learning_rate, **kwargs)
+        factors = self.learning_rate_factors(name)
+        labels = {c: f"x{c!r}" for f in factors.values() for c in f.values()}
+
+        def label_tree(params):
+            return {"params": {layer: {kind: labels[factors[layer][kind]] for kind in leaves}
+                               for layer, leaves in params["params"].items()}}
+
+        return optax.chain(base, optax.multi_transform({lab: optax.scale(c) for c, lab in labels.items()},
+                                                       label_tree))
+
+    def learning_rate_factors(self, optimizer: str = "sgd") -> dict:
+        """``{layer name: {"kernel": c_W, "bias": c_b}}``: what ``optimizer()`` multiplies each update by."""
+        return {layer.name: dict(zip(("kernel", "bias"), learning_rate_factors(
+                    self.parameterization, layer.role, self.width_ratio, optimizer)))
+                for layer in self.layers if isinstance(layer, Affine)}
 
     # Parameters travel between the two worlds layer by layer: stax keeps a
     # list with ``(W, b)`` per affine layer (b shaped to broadcast against the
@@ -258,8 +329,9 @@ class MLP(_Spec):
     def layers(self) -> tuple[Layer, ...]:
         hidden = []
         for i in range(self.depth):
-            hidden += [Affine(f"dense_{i}", self.width), Nonlinearity(self.activation)]
-        return (*hidden, Affine("readout", self.out_dim))
+            hidden += [Affine(f"dense_{i}", self.width, role="input" if i == 0 else "hidden"),
+                       Nonlinearity(self.activation)]
+        return (*hidden, Affine("readout", self.out_dim, role="readout"))
 
 
 @dataclass(frozen=True)
@@ -285,5 +357,6 @@ class CNN(_Spec):
         k = (self.kernel_size, self.kernel_size)
         hidden = []
         for i in range(self.depth):
-            hidden += [Affine(f"conv_{i}", self.width, k), Nonlinearity(self.activation)]
-        return (*hidden, Pool(self.readout), Affine("readout", self.out_dim))
+            hidden += [Affine(f"conv_{i}", self.width, k, role="input" if i == 0 else "hidden"),
+                       Nonlinearity(self.activation)]
+        return (*hidden, Pool(self.readout), Affine("readout", self.out_dim, role="readout"))

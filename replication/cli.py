@@ -20,7 +20,7 @@ from pathlib import Path
 
 from replication.arch import ACTIVATIONS
 from replication.experiments import EXPERIMENTS, PRESETS, load
-from replication.parametrization import PARAMETERIZATIONS
+from replication.parametrization import CLOSED_FORM_PARAMETERIZATIONS
 
 
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=lambda t: _positive_int(t, "seed count"))
     run.add_argument("--depth", type=lambda t: _positive_int(t, "depth"))
     run.add_argument("--activation", help=", ".join(ACTIVATIONS))
-    run.add_argument("--parameterization", help=", ".join(PARAMETERIZATIONS))
+    run.add_argument("--parameterization", help=", ".join(CLOSED_FORM_PARAMETERIZATIONS))
     run.add_argument("--lr", type=_learning_rate, help="learning rate, a positive number")
     run.add_argument("--out", default="reports", help="output folder (default: reports)")
     bench = sub.add_parser("bench", help="measure performance, write reports/performance.md")
@@ -126,7 +126,7 @@ def _check_run_args(args) -> dict:
     if args.activation is not None:
         _choice("activation", args.activation, ACTIVATIONS)
     if args.parameterization is not None:
-        _choice("parameterization", args.parameterization, PARAMETERIZATIONS)
+        _choice("parameterization", args.parameterization, CLOSED_FORM_PARAMETERIZATIONS)
     given = {k: getattr(args, k) for k in
              ("widths", "seeds", "depth", "activation", "parameterization", "lr")
              if getattr(args, k) is not None}

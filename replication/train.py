@@ -15,6 +15,7 @@ diverged (``Trajectory.diverged``) and a sweep goes on.
 """
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -26,6 +27,16 @@ import optax
 def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """``1/2 mean((predictions - targets)^2)`` over every entry."""
     return 0.5 * jnp.mean((predictions - targets) ** 2)
+
+
+@lru_cache(maxsize=None)
+def mse_loss(apply_fn: Callable) -> Callable:
+    """``loss(params, x, y) = mse(apply_fn(params, x), y)``: one function object per ``apply_fn``.
+
+    Passing the same object to every ``fit`` of a sweep lets it reuse its
+    compiled program across seeds.
+    """
+    return lambda params, x, y: mse(apply_fn(params, x), y)
 
 
 class Trajectory(NamedTuple):
@@ -50,34 +61,45 @@ def fit(loss_fn: Callable[..., jax.Array], params: Any,
     program as arguments; arrays that ``loss_fn`` closes over instead become
     constants compiled into it, which is slow for large ones. Pure:
     ``jax.vmap`` over ``params`` trains an ensemble (``fit_ensemble``).
+
+    The compiled program is cached on the identity of ``loss_fn``,
+    ``optimizer`` and ``record`` (and on shapes): a sweep over seeds that
+    passes the same function objects compiles once per shape. A learning rate
+    that varies across calls can enter as a traced hyperparameter
+    (``optax.inject_hyperparams``) or as an ``args`` entry, so that it does
+    not force a recompile.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     every = record_every or max(steps, 1)
     if steps % every:
         raise ValueError(f"record_every={every} must divide steps={steps}")
-    record = record or (lambda p, *a: ())
+    return _fit(params, tuple(args), loss_fn=loss_fn, optimizer=optimizer, steps=steps, every=every,
+                record=record or _no_record)
 
-    @jax.jit
-    def run(p, args):
-        def step(carry, _):
-            p, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p, *args)
-            updates, state = optimizer.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), loss
 
-        def segment(carry, _):
-            carry, losses = jax.lax.scan(step, carry, None, length=every)
-            return carry, (losses, record(carry[0], *args))
+def _no_record(params, *args):
+    return ()
 
-        first = record(p, *args)
-        (p, _), (losses, records) = jax.lax.scan(segment, (p, optimizer.init(p)), None,
-                                                 length=steps // every)
-        records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
-        losses = losses.reshape(-1)
-        return Trajectory(p, losses, records, ~jnp.all(jnp.isfinite(losses)))
 
-    return run(params, tuple(args))
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "steps", "every", "record"))
+def _fit(params, args, *, loss_fn, optimizer, steps, every, record) -> Trajectory:
+    def step(carry, _):
+        p, state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, *args)
+        updates, state = optimizer.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), loss
+
+    def segment(carry, _):
+        carry, losses = jax.lax.scan(step, carry, None, length=every)
+        return carry, (losses, record(carry[0], *args))
+
+    first = record(params, *args)
+    (p, _), (losses, records) = jax.lax.scan(segment, (params, optimizer.init(params)), None,
+                                             length=steps // every)
+    records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
+    losses = losses.reshape(-1)
+    return Trajectory(p, losses, records, ~jnp.all(jnp.isfinite(losses)))
 
 
 def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
@@ -110,13 +132,15 @@ def heavy_ball(curvature_max: float, curvature_min: float, reduction: float = 1e
     return float(lr), float(momentum), int(np.ceil(margin * np.log(reduction) / np.log(rho)))
 
 
+@lru_cache(maxsize=None)
 def linearized(apply_fn: Callable) -> Callable:
     """The first-order Taylor model of ``apply_fn`` around a point (Lee et al. 2019).
 
     Returns ``f_lin(params, params0, x) = f(params0, x) + J(params0, x) (params - params0)``,
     computed with one forward-mode product, as neural-tangents' ``nt.linearize``;
     here the expansion point ``params0`` is an argument, so it can be passed
-    to ``fit(..., args=...)`` rather than compiled in as a constant.
+    to ``fit(..., args=...)`` rather than compiled in as a constant. One
+    function object per ``apply_fn``, so ``fit`` compiles once per shape.
     """
     def f_lin(params, params0, x):
         delta = jax.tree_util.tree_map(jnp.subtract, params, params0)

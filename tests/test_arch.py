@@ -73,7 +73,10 @@ def test_standard_and_ntk_parameterizations_define_the_same_function_distributio
     (dict(width=2.5), "width must be a positive integer"),
     (dict(depth=-1), "depth must be a non-negative integer"),
     (dict(activation="tanh"), "unknown activation 'tanh'; allowed: relu, erf, gelu"),
-    (dict(parameterization="mup"), "unknown parameterization 'mup'"),
+    (dict(parameterization="mu-p"), "unknown parameterization 'mu-p'"),
+    (dict(parameterization="mup"), "parameterization 'mup' needs base_width"),
+    (dict(parameterization="mup", base_width=0), "base_width must be a positive integer"),
+    (dict(base_width=4), "base_width applies to parameterization 'mup' only"),
     (dict(W_std=0.0), "W_std must be a positive finite number"),
     (dict(b_std=float("nan")), "b_std must be None or a finite number"),
 ])

@@ -108,3 +108,24 @@ def test_heavy_ball_converges_at_polyaks_rate():
     w0 = jnp.ones(20)
     run = fit(lambda w: 0.5 * jnp.sum(curvatures * w**2), w0, optax.sgd(lr, momentum=momentum), steps)
     assert float(jnp.linalg.norm(run.params)) <= 1e-6 * float(jnp.linalg.norm(w0))
+
+
+def test_fit_compiles_once_per_shape_for_the_same_loss_and_optimizer():
+    """A sweep over seeds reuses one compiled program; a new shape compiles a new one."""
+    spec = MLP(16, 1, "relu")
+    x = sphere_inputs(jax.random.PRNGKey(0), 6, 3)
+    y = jnp.cos(x[:, :1])
+    traces = []
+
+    def loss(p, x, y):
+        traces.append(1)  # runs only while tracing
+        return mse(spec.flax().apply(p, x), y)
+
+    opt = optax.sgd(0.1)
+    for seed in range(3):
+        fit(loss, spec.flax().init(jax.random.PRNGKey(seed), x), opt, 5, args=(x, y))
+    assert len(traces) == 1
+    wide = spec.replace(width=32).flax()
+    fit(lambda p, x, y: mse(wide.apply(p, x), y), wide.init(jax.random.PRNGKey(0), x), opt, 5, args=(x, y))
+    fit(loss, spec.flax().init(jax.random.PRNGKey(0), x[:4]), opt, 5, args=(x[:4], y[:4]))
+    assert len(traces) == 2

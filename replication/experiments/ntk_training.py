@@ -16,6 +16,7 @@ sections, series)`` for the report.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ from replication.kernels import empirical_ntk, over_initialisations
 from replication.report import Claim, Figure, Section, fmt, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
 from replication.sweep import network_key, progress
-from replication.train import fit, fit_ensemble, linearized, mse
+from replication.train import fit, fit_ensemble, linearized, mse, mse_loss
 
 SECTION_JACOT = "Jacot et al. 2018, Figure 1"
 SECTION_STABLE = "The kernel stays put in training, and the network stays linear"
@@ -77,6 +78,7 @@ def jacot_figure(config):
     lr = step_size(np.asarray(kernel_fn(x_train, None, "ntk")), config.jacot_lr_fraction)
     curves, losses = {}, {}
     with progress(len(config.jacot_widths) * config.jacot_inits, "ntk jacot figure") as bar:
+        optimizer = optax.sgd(lr)
         for width in config.jacot_widths:
             module = spec.replace(width=width).flax()
             at = np.empty((config.jacot_inits, 2, len(gamma)))
@@ -84,8 +86,8 @@ def jacot_figure(config):
             for i in range(config.jacot_inits):
                 params = module.init(network_key(config.seed + 10, width, i), x0)
                 at[i, 0] = np.asarray(empirical_ntk(module.apply, params, x0, xg))[0]
-                run = fit(lambda p, x, y: mse(module.apply(p, x), y), params, optax.sgd(lr),
-                          config.jacot_steps, args=(x_train, y_train))
+                run = fit(mse_loss(module.apply), params, optimizer, config.jacot_steps,
+                          args=(x_train, y_train))
                 del params
                 at[i, 1] = np.asarray(empirical_ntk(module.apply, run.params, x0, xg))[0]
                 final[i] = float(run.losses[-1]) / float(run.losses[0])
@@ -161,21 +163,19 @@ t-interval over the initialisations.
 # ---------------------------------------------------------------------------
 # Stability in training and the linearised dynamics.
 
-def train_and_linearise(module, params, x_train, y_train, x_test, learning_rate: float,
+def train_and_linearise(module, params, x_train, y_train, x_test, optimizer: optax.GradientTransformation,
                         steps: int, every: int) -> dict:
     """Train a network and its linearisation by full-batch GD; what moved and how far apart they are.
 
-    Both runs use the same optax SGD and record the outputs on the training
-    and test inputs every ``every`` steps; the linearisation (Lee et al.
-    2019) is ``f(theta_0) + J(theta_0) (theta - theta_0)``.
+    Both runs use the same optax optimizer and record the outputs on the
+    training and test inputs every ``every`` steps; the linearisation (Lee et
+    al. 2019) is ``f(theta_0) + J(theta_0) (theta - theta_0)``.
     """
     xs = jnp.concatenate([x_train, x_test])
-    f_lin = linearized(module.apply)
-    net = fit(lambda p, x, y, xs: mse(module.apply(p, x), y), params, optax.sgd(learning_rate), steps,
-              record=lambda p, x, y, xs: module.apply(p, xs)[:, 0], record_every=every,
+    fns = _linearisation_fns(module.apply)
+    net = fit(fns["net_loss"], params, optimizer, steps, record=fns["net_record"], record_every=every,
               args=(x_train, y_train, xs))
-    lin = fit(lambda p, p0, x, y, xs: mse(f_lin(p, p0, x), y), params, optax.sgd(learning_rate), steps,
-              record=lambda p, p0, x, y, xs: f_lin(p, p0, xs)[:, 0], record_every=every,
+    lin = fit(fns["lin_loss"], params, optimizer, steps, record=fns["lin_record"], record_every=every,
               args=(params, x_train, y_train, xs))
     k0 = empirical_ntk(module.apply, params, xs)
     k1 = empirical_ntk(module.apply, net.params, xs)
@@ -199,6 +199,16 @@ def train_and_linearise(module, params, x_train, y_train, x_test, learning_rate:
         "loss_ratio": float(net.losses[-1] / net.losses[0]),
         "diverged": bool(net.diverged) or bool(lin.diverged),
     }
+
+
+@lru_cache(maxsize=None)
+def _linearisation_fns(apply_fn) -> dict:
+    """The losses and records of ``train_and_linearise``, one set of function objects per network."""
+    f_lin = linearized(apply_fn)
+    return {"net_loss": lambda p, x, y, xs: mse(apply_fn(p, x), y),
+            "net_record": lambda p, x, y, xs: apply_fn(p, xs)[:, 0],
+            "lin_loss": lambda p, p0, x, y, xs: mse(f_lin(p, p0, x), y),
+            "lin_record": lambda p, p0, x, y, xs: f_lin(p, p0, xs)[:, 0]}
 
 
 def training_data(config):
@@ -237,6 +247,7 @@ def stability_study(config):
         lr = step_size(k_train, config.train_lr_fraction)
         steps = steps_to_converge(k_train, lr, config.train_reduction, config.record_every)
         settings[a, d] = (widths, lr, steps)
+        optimizer = optax.sgd(lr)
         out = {m: np.empty((len(widths), config.train_seeds)) for m in measures}
         lay, loss, div = [], np.empty((len(widths), config.train_seeds)), 0
         with progress(len(widths) * config.train_seeds, f"ntk training {a} depth {d}") as bar:
@@ -245,7 +256,7 @@ def stability_study(config):
                 per_seed = []
                 for s in range(config.train_seeds):
                     params = module.init(network_key(config.seed + 20, w, s), x_train)
-                    r = train_and_linearise(module, params, x_train, y_train, x_test, lr, steps,
+                    r = train_and_linearise(module, params, x_train, y_train, x_test, optimizer, steps,
                                             config.record_every)
                     for m in measures:
                         out[m][i, s] = r[m]

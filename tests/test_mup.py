@@ -1,0 +1,112 @@
+"""muP (Tensor Programs V, Table 8, relative to a base width): the scaling table, checked.
+
+Every expected value below is written from the table's formulas (init
+variance, forward multiplier, per-layer learning rate for SGD and Adam as
+functions of fan-in, fan-out and r = width / base_width), not from the code
+under test.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from replication.arch import CNN, MLP
+from replication.parametrization import affine_scaling, learning_rate_factors
+
+R = 8.0  # width / base_width in these tests
+
+
+@pytest.mark.parametrize("role, fan_in, s2, m", [
+    ("input", 5, 2.0 / 5, 1.0),                  # W_std^2 / fan_in, multiplier 1
+    ("hidden", 512, 2.0 / 512, 1.0),             # W_std^2 / fan_in, multiplier 1
+    ("readout", 512, 2.0 / (512 / R), 1 / R),    # W_std^2 / base_fan_in, multiplier 1 / r
+])
+def test_mup_init_variance_and_multiplier_follow_table_8(role, fan_in, s2, m):
+    s = affine_scaling("mup", 2**0.5, 0.1, fan_in, role, R)
+    assert s.weight_init_std**2 == pytest.approx(s2, rel=1e-12)
+    assert s.weight_multiplier == pytest.approx(m, rel=1e-12)
+    assert (s.bias_multiplier, s.bias_init_std) == (1.0, 0.1)
+
+
+@pytest.mark.parametrize("optimizer, expected", [
+    # (input, hidden, readout) weights; biases: r (hidden, SGD) or 1
+    ("sgd", {"input": (R, R), "hidden": (1.0, R), "readout": (R, 1.0)}),
+    ("adam", {"input": (1.0, 1.0), "hidden": (1 / R, 1.0), "readout": (1.0, 1.0)}),
+])
+def test_mup_learning_rate_factors_follow_table_8(optimizer, expected):
+    for role, factors in expected.items():
+        assert learning_rate_factors("mup", role, R, optimizer) == pytest.approx(factors, rel=1e-12)
+        for other in ("ntk", "standard"):
+            assert learning_rate_factors(other, role, R, optimizer) == (1.0, 1.0)
+
+
+def test_mup_is_standard_at_the_base_width():
+    """Same key, same parameters, same outputs, same optimizer steps."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 5))
+    y = jnp.sin(x[:, :1])
+    sp, mup = MLP(64, 3, "relu", parameterization="standard"), MLP(64, 3, "relu", parameterization="mup",
+                                                                   base_width=64)
+    for name in ("sgd", "adam"):
+        out = []
+        for spec in (sp, mup):
+            module = spec.flax()
+            params = module.init(jax.random.PRNGKey(1), x)
+            opt = spec.optimizer(name, 0.05)
+            state = opt.init(params)
+            for _ in range(3):
+                grads = jax.grad(lambda p: jnp.mean((module.apply(p, x) - y) ** 2))(params)
+                updates, state = opt.update(grads, state, params)
+                params = optax.apply_updates(params, updates)
+            out.append(module.apply(params, x))
+        np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_mup_init_draws_have_the_tables_variances():
+    """Sample variance of each layer's stored weights against Table 8; a variance estimated from
+    n draws has relative sd sqrt(2 / n): 5 of those is the tolerance."""
+    spec = MLP(512, 2, "relu", parameterization="mup", base_width=64)
+    params = spec.flax().init(jax.random.PRNGKey(2), jnp.ones((1, 7)))["params"]
+    expected = {"dense_0": 2.0 / 7, "dense_1": 2.0 / 512, "readout": 2.0 / 64}
+    for name, var in expected.items():
+        w = np.asarray(params[name]["kernel"], np.float64)
+        assert abs(w.var() / var - 1) < 5 * np.sqrt(2 / w.size), name
+
+
+def test_mup_output_at_init_is_standards_readout_divided_by_sqrt_r():
+    """Hidden layers are drawn as under SP; the readout's effective weight is w_sp * sqrt(r) / r."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+    base, width = 32, 512
+    kw = dict(width=width, depth=2, activation="erf", b_std=None)
+    f_sp = MLP(**kw, parameterization="standard").flax()
+    f_mup = MLP(**kw, parameterization="mup", base_width=base).flax()
+    key = jax.random.PRNGKey(3)
+    out_sp = f_sp.apply(f_sp.init(key, x), x)
+    out_mup = f_mup.apply(f_mup.init(key, x), x)
+    np.testing.assert_allclose(out_mup, out_sp / np.sqrt(width / base), rtol=2e-5, atol=1e-7)
+
+
+def test_optimizer_scales_each_layers_update_by_its_factor():
+    """One SGD step: update = -lr * factor * grad, leaf by leaf (exact up to float32 rounding)."""
+    spec = CNN(16, 2, "relu", parameterization="mup", base_width=4)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 6, 6, 2))
+    module = spec.flax()
+    params = module.init(jax.random.PRNGKey(1), x)
+    grads = jax.grad(lambda p: jnp.sum(module.apply(p, x) ** 2))(params)
+    updates, _ = spec.optimizer("sgd", 0.1).update(grads, spec.optimizer("sgd", 0.1).init(params), params)
+    factors = spec.learning_rate_factors("sgd")
+    assert factors["conv_0"]["kernel"] == 4.0 and factors["conv_1"]["kernel"] == 1.0
+    assert factors["readout"]["kernel"] == 4.0 and factors["readout"]["bias"] == 1.0
+    for layer, leaves in grads["params"].items():
+        for kind, g in leaves.items():
+            np.testing.assert_allclose(updates["params"][layer][kind], -0.1 * factors[layer][kind] * g,
+                                       rtol=1e-6, atol=1e-12)
+
+
+def test_zero_readout():
+    spec = MLP(32, 1, "relu", parameterization="mup", base_width=8, zero_readout=True)
+    params = spec.flax().init(jax.random.PRNGKey(0), jnp.ones((2, 3)))
+    assert not np.any(params["params"]["readout"]["kernel"])
+    assert spec.readout_scaling(32).weight_variance == 0.0
+    with pytest.raises(ValueError, match="no neural-tangents closed form"):
+        spec.stax()
