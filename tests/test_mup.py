@@ -110,3 +110,25 @@ def test_zero_readout():
     assert spec.readout_scaling(32).weight_variance == 0.0
     with pytest.raises(ValueError, match="no neural-tangents closed form"):
         spec.stax()
+
+
+def test_small_coordinate_check():
+    """After 3 SGD steps, the hidden pre-activations' change from width 64 to 1024: constant under
+    muP, falling as width^(-1/2) under NTK parameterization. Slopes over log(16); a network's
+    change fluctuates by O(width^-1/2), about 0.12 at width 64, which after a geometric mean
+    over 3 seeds and the division by log 16 leaves about 0.05 on the slope: tolerance 0.15."""
+    import dataclasses
+
+    from replication.data import sphere_inputs
+    from replication.experiments import mup
+
+    c = dataclasses.replace(mup.Config(), coord_widths=(64, 1024), coord_depth=2, coord_seeds=3,
+                            coord_steps=3, coord_base_width=64)
+    x = sphere_inputs(jax.random.PRNGKey(0), 16, 8)
+    y = jnp.sin(2 * x[:, :1])
+    for p, lr, expected in (("mup", 0.05, 0.0), ("ntk", 0.5, -0.5)):
+        records = mup.coordinate_check(c, x, y, p, lr)
+        for layer in ("dense_0", "dense_1"):
+            change = np.exp(np.log(records[layer][:, :, 3, 1]).mean(axis=1))
+            slope = np.log(change[1] / change[0]) / np.log(16)
+            assert abs(slope - expected) < 0.15, (p, layer, slope)

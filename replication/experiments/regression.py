@@ -261,10 +261,11 @@ Fitted exponents: trained vs linearisation {fits['gap_nonlinear'].exponent:+.2f}
 {local_slopes('gap_linear')}); the sum, trained vs closed form: {local_slopes('gap_trained')}. At
 width {config.widths[-1]} the larger part is {dominant}. Both parts are of order width^(-1/2)
 asymptotically (Lee et al. 2019, Theorem 2.1), with constants that grow as the training kernel's
-smallest eigenvalue shrinks: a mode with eigenvalue lambda is still moving at t = {steps} when
-eta lambda t / n is small, and a perturbation of the kernel of size delta shifts it by about
-t delta / n times its residual rather than by delta / lambda. With this kernel's condition number of
-{lam[-1] / lam[0]:.3g}, the ladder of widths ends before that asymptotic regime begins.
+smallest eigenvalue shrinks. A reading consistent with these numbers, but not established here: with
+this kernel's condition number of {lam[-1] / lam[0]:.3g}, many modes are still moving at t = {steps}, a
+perturbation of the kernel (at init, or during training) shifts them in proportion to eta t rather
+than being damped, and the ladder of widths ends before the asymptotic regime. Both local slopes
+steepen towards the wide end, which fits that reading; a wider ladder would test it.
 
 Ruled out: (1) the step. Gradient descent against the gradient flow the closed form solves differs by
 at most {disc:.1e} per mode of the limit's kernel at t = {steps} (|(1 - a)^t - exp(-a t)|,
