@@ -158,34 +158,29 @@ def coordinate_section(config: Config):
     hidden = [k for k in layers if k != "readout"]
     T = config.coord_steps
 
-    def change_fit(p, layer):
+    def change_fit(p, layer):  # over the widths where no seed diverged
         a = results[p][layer][:, :, T, 1]
         ok = np.all(np.isfinite(a) & (a > 0), axis=1)
-        return fit_power_law(widths[ok], a[ok]) if ok.sum() >= 2 else None, ok
+        return fit_power_law(widths[ok], a[ok]) if ok.sum() >= 2 else None
 
+    fits = {(p, layer): change_fit(p, layer) for p in PARAMETERIZATIONS for layer in layers}
     claims = []
-    fits = {}
     for p, expected, what in (("mup", 0.0, "constant in width"), ("ntk", -0.5, "width^(-1/2)")):
         for layer in hidden:
-            f, _ = change_fit(p, layer)
-            fits[p, layer] = f
+            f = fits[p, layer]
             claims.append(Claim(
                 id=f"mup_coord_{p}_{layer}", section=SECTION_COORD,
                 statement=f"{LABELS[p]}: change of {layer}'s output after {T} SGD steps",
                 prediction=f"{what} (exponent {fmt(expected)})", expected=expected,
                 measured=None if f is None else f.exponent, ci=None if f is None else f.ci,
                 tolerance=config.exponent_tolerance))
-    f_sp, ok_sp = change_fit("standard", "readout")
-    fits["standard", "readout"] = f_sp
+    f_sp = fits["standard", "readout"]
     claims.append(Claim(
         id="mup_coord_sp_output_grows", section=SECTION_COORD,
         statement=f"SP at a fixed learning rate: change of the output after {T} SGD steps",
         prediction="grows with width (exponent > 0)", expected=0.0,
         measured=None if f_sp is None else f_sp.exponent, ci=None if f_sp is None else f_sp.ci,
         tolerance=0.0, relation=">="))
-    for p in PARAMETERIZATIONS:
-        f, _ = change_fit(p, "readout")
-        fits.setdefault((p, "readout"), f)
 
     # Figures in the style of the mup package's coordinate checks: log2 size
     # against log2 width, one panel per step, one line per layer.
@@ -214,7 +209,7 @@ def coordinate_section(config: Config):
     rows = []
     for p in PARAMETERIZATIONS:
         for layer in layers:
-            f = fits.get((p, layer)) or change_fit(p, layer)[0]
+            f = fits[p, layer]
             diverged = int(np.sum(~np.isfinite(results[p][layer][:, :, T, 1])))
             rows.append([LABELS[p], layer, "-" if f is None else f"{f.exponent:+.3f} [{f.ci[0]:+.3f}, {f.ci[1]:+.3f}]",
                          f"{np.nanmean(results[p][layer][0, :, T, 1]):.3g}",
@@ -259,7 +254,6 @@ is stable at width {widths[0]} is too large for wider networks.
 # ---------------------------------------------------------------------------
 # Learning-rate transfer.
 
-@lru_cache(maxsize=None)
 def _transfer_fn(module, optimizer, steps: int):
     """All seeds and learning rates of one width in one compiled program.
 
@@ -369,12 +363,12 @@ def init_section(config: Config):
     limit = np.asarray(spec_of("ntk", base, config.init_depth, base, config).stax()[2](x, None, "nngp"))
     err = np.empty((len(config.init_widths), config.init_seeds))
     differ = 0.0
+    bias = config.b_std**2  # the readout bias's share of the NNGP: the same under all three
     for i, w in enumerate(config.init_widths):
         modules = {p: spec_of(p, w, config.init_depth, base, config) for p in PARAMETERIZATIONS}
         for s in range(config.init_seeds):
             key = network_key(config.seed + 40, w, s)
-            # muP's readout weight part is SP's divided by r; its bias part is SP's.
-            bias = config.b_std**2
+            # muP's readout weight part is SP's divided by r.
             k = {p: (np.asarray(empirical_nngp(sp.flax(), sp.flax().init(key, x), x), np.float64) - bias)
                  * sp.width_ratio + bias for p, sp in modules.items()}
             err[i, s] = relative_frobenius_error(k["ntk"], limit)
