@@ -6,17 +6,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
+REPORTS ?= reports
 
 # Quiet TensorFlow, which neural-tangents imports but this study does not use.
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 EXPERIMENTS := nngp ntk regression mup
-LIBRARY     := $(wildcard replication/*.py) requirements.lock
 
-.PHONY: all setup test bench clean-reports .FORCE $(EXPERIMENTS)
+.PHONY: all setup test bench landing clean-reports $(EXPERIMENTS)
 
+# Every report, then the landing page of verdicts built from their sidecars.
 all: $(EXPERIMENTS)
+	$(MAKE) --no-print-directory landing
 
 # The environment is rebuilt from scratch whenever the lock file changes:
 # installed without resolution, so the lock is exactly what runs. The checkout
@@ -30,19 +32,26 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -c 'import site, os; open(os.path.join(site.getsitepackages()[0], "replication.pth"), "w").write(os.getcwd() + "\n")'
 	touch $@
 
-# One report per experiment, rebuilt only when its module, the library or the
-# lock changed; `make ntk FORCE=1` reruns one regardless.
-$(EXPERIMENTS): %: reports/%.md
-reports/%.md: replication/experiments/%.py $(LIBRARY) $(if $(FORCE),.FORCE) | $(STAMP)
-	$(PY) -m replication run $* --preset $(PRESET) --out reports
-.FORCE:
+# One report per experiment, rebuilt only when what it is built from changed:
+# the digest of its module, the modules it imports and the lock file
+# (replication.provenance) against the one in its sidecar. Contents decide,
+# not modification times, so a fresh clone has nothing to redo.
+# `make ntk FORCE=1` reruns one regardless.
+$(EXPERIMENTS): | $(STAMP)
+	@if [ -z "$(FORCE)" ] && $(PY) -m replication.provenance fresh $@ --preset $(PRESET) --out $(REPORTS); \
+	then echo "$(REPORTS)/$@.md is up to date"; \
+	else echo "$(PY) -m replication run $@ --preset $(PRESET) --out $(REPORTS)"; \
+	     $(PY) -m replication run $@ --preset $(PRESET) --out $(REPORTS); fi
+
+landing: | $(STAMP)
+	@$(PY) -m replication landing --out $(REPORTS) >/dev/null
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Benchmarks are measurements, not build products of the code alone: always rerun.
 bench: $(STAMP)
-	$(PY) -m replication bench --preset $(PRESET) --out reports
+	$(PY) -m replication bench --preset $(PRESET) --out $(REPORTS)
 
 clean-reports:
-	rm -f $(foreach e,$(EXPERIMENTS),reports/$(e).md reports/$(e).json) reports/figures/*
+	rm -f $(foreach e,$(EXPERIMENTS),reports/$(e).md reports/$(e).json) reports/README.md reports/figures/*

@@ -294,6 +294,38 @@ class _Spec:
                     self.parameterization, layer.role, self.width_ratio, optimizer)))
                 for layer in self.layers if isinstance(layer, Affine)}
 
+    @property
+    def unit_spec(self) -> "_Spec":
+        """This architecture under the NTK parameterization, readout drawn: see ``init_from_unit``."""
+        return self.replace(parameterization="ntk", base_width=None, zero_readout=False)
+
+    def init_from_unit(self, unit) -> dict:
+        """The parameters ``self.flax().init(key, x)`` returns, from the same key's unit draws.
+
+        ``unit`` is ``self.unit_spec.flax().init(key, x)``, whose weights and
+        biases are the key's standard normals themselves (the NTK
+        parameterization initialises every leaf at variance 1). Every
+        parameterization, activation and ``W_std`` of one architecture
+        multiplies those normals by its own init standard deviation, so a
+        sweep over them can draw the random numbers once; the result equals
+        ``init`` bit for bit (a test checks it).
+        """
+        tree = {}
+        for layer in self.layers:
+            if isinstance(layer, Affine):
+                leaves = unit["params"][layer.name]
+                fan_in = math.prod(leaves["kernel"].shape[:-1])
+                if layer.role == "readout":
+                    s = self.readout_scaling(fan_in)
+                else:
+                    s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in,
+                                       layer.role, self.width_ratio)
+                out = {"kernel": leaves["kernel"] * s.weight_init_std}
+                if "bias" in leaves:
+                    out["bias"] = leaves["bias"] * s.bias_init_std
+                tree[layer.name] = out
+        return {"params": tree}
+
     # Parameters travel between the two worlds layer by layer: stax keeps a
     # list with ``(W, b)`` per affine layer (b shaped to broadcast against the
     # output, or None) and ``()`` per other layer; Flax a dict keyed by name.

@@ -2,6 +2,7 @@
 
     python -m replication list
     python -m replication bench [--preset quick|full] [--out DIR]
+    python -m replication landing [--out DIR]
     python -m replication run EXPERIMENT [--preset quick|full] [--widths 64,256,...]
         [--seeds N] [--depth D] [--activation A] [--parameterization P] [--lr LR] [--out DIR]
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure performance, write reports/performance.md")
     bench.add_argument("--preset", default="quick", help="quick (default) or full")
     bench.add_argument("--out", default="reports", help="output folder (default: reports)")
+    landing = sub.add_parser("landing", help="write reports/README.md, every claim's verdict")
+    landing.add_argument("--out", default="reports", help="reports folder (default: reports)")
     return parser
 
 
@@ -105,13 +108,23 @@ def make_config(module, preset: str, overrides: dict):
 
 def _run_module(module, preset, out, overrides, command) -> Path:
     """Run an experiment module (or the benchmark) and write its report; return the markdown's path."""
+    from replication import provenance
     from replication.report import code_version, write_report
 
     config = make_config(module, preset, overrides)
+    # Taken before the run: the code may change while it runs.
     version = code_version()
+    name = module.__name__.rpartition(".")[2]
+    if module.__name__.startswith("replication.experiments."):
+        inputs, digest = provenance.inputs(name), provenance.digest(name)
+    else:
+        inputs, digest = [], ""
     start = time.perf_counter()
     report = module.run(config)
     report.code_version = version
+    report.inputs = inputs
+    # Only a run of the preset as it stands is what `make` may call up to date.
+    report.inputs_digest = "" if overrides else digest
     report.preset = preset
     report.config = dataclasses.asdict(config)
     report.seconds = time.perf_counter() - start
@@ -150,6 +163,11 @@ def main(argv=None) -> int:
             for name, description in EXPERIMENTS.items():
                 print(f"{name:12s} {description}")
             return 0
+        if args.command == "landing":
+            from replication import landing
+
+            print(landing.write(args.out))
+            return 0
         if args.command == "bench":
             _choice("preset", args.preset, PRESETS)
             from replication import bench as module
@@ -167,8 +185,13 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         path = _run_module(module, args.preset, args.out, overrides, command)
+    except MemoryError as e:  # replication.memory's refusals, and any allocation that failed
+        print(f"replication: error: out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+              "the previous report is left in place", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
-        print("replication: interrupted; the previous report is left in place", file=sys.stderr)
+        print("replication: interrupted; the previous report is left in place (or, if the "
+              "signal came as it was being put in place, the new one, whole)", file=sys.stderr)
         return 130
     print(path)
     return 0

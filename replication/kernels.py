@@ -180,9 +180,43 @@ def monte_carlo_nngp(
     return total / (n_samples * module.spec.out_dim)
 
 
-def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk") -> jax.Array:
-    """neural-tangents' infinite-width ``"nngp"`` or ``"ntk"`` of ``spec``, shape ``(n1, n2)``."""
+@functools.lru_cache(maxsize=32)
+def _batched_kernel_fn(spec, batch_size: int, device_count: int):
+    """One ``nt.batch`` wrapper per spec and blocking, so its compiled block program is reused."""
+    return _nt().batch(spec.stax()[2], batch_size=batch_size, device_count=device_count,
+                       store_on_device=False)
+
+
+def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk", *,
+                batch_size: int | None = None, devices: int = -1,
+                budget: int | None = None) -> jax.Array:
+    """neural-tangents' infinite-width ``"nngp"`` or ``"ntk"`` of ``spec``, shape ``(n1, n2)``.
+
+    The kernel's memory is estimated first (``replication.memory``). If it
+    fits in ``budget`` (default: half the memory available) it is computed
+    whole; if not, or if ``batch_size`` is given, it is computed by
+    ``nt.batch`` in blocks of ``batch_size`` inputs per side, spread over
+    ``devices`` local devices (``-1``: all of them) with one block per
+    device at a time. Inputs are padded to whole blocks and the padding cut
+    from the result. A kernel that cannot fit even one input pair per block
+    is refused with ``MemoryBudgetError`` before anything is allocated.
+    """
+    from replication import memory
+
     if get not in ("nngp", "ntk"):
         raise ValueError(f"get must be 'nngp' or 'ntk', got {get!r}")
     _, _, kernel_fn = spec.stax()
-    return kernel_fn(x1, x2, get)
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    count = jax.local_device_count() if devices == -1 else devices
+    if batch_size is None:
+        batch_size = memory.plan_closed_form(spec, x1.shape, n1, n2, budget, devices=count)
+        if batch_size is None:
+            return kernel_fn(x1, x2, get)
+    batched = _batched_kernel_fn(spec, batch_size, count)
+    per_x1 = batch_size * count
+    xa = _pad_to(x1, -(-n1 // per_x1) * per_x1)
+    if x2 is None and xa.shape[0] == n1:
+        return batched(xa, None, get)
+    xb = _pad_to(x1 if x2 is None else x2, -(-n2 // batch_size) * batch_size)
+    return batched(xa, xb, get)[:n1, :n2]

@@ -12,7 +12,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,8 @@ class Report:
     seconds: float | None = None
     command: str = ""
     code_version: str = ""  # taken when the run starts; the code may change while it runs
+    inputs: list[str] = field(default_factory=list)  # see replication.provenance
+    inputs_digest: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -235,7 +240,8 @@ def sidecar(report: Report) -> dict:
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
         "code_version": report.code_version or code_version(), "versions": package_versions(),
-        "seconds": report.seconds, "precision": report.precision,
+        "inputs": report.inputs, "inputs_digest": report.inputs_digest,
+        "seconds": report.seconds, "precision": report.precision, "command": report.command,
         "config": report.config,
         "claims": [c.as_dict() for c in report.claims],
         "series": report.series,
@@ -268,7 +274,10 @@ def render_markdown(report: Report, meta: dict) -> str:
     out += ["## How this was run", "",
             f"- command: `{command}`",
             f"- preset: `{report.preset}`; precision: {report.precision}",
-            f"- code version: `{meta['code_version']}`",
+            f"- code version: `{meta['code_version']}`"
+            + (f"; inputs digest `{report.inputs_digest[:12]}` over {len(report.inputs)} files "
+               "(`python -m replication.provenance inputs " + report.experiment + "`)"
+               if report.inputs_digest else ""),
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
             "", "Configuration:", "",
@@ -277,12 +286,36 @@ def render_markdown(report: Report, meta: dict) -> str:
     return "\n".join(out)
 
 
+@contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first one caught.
+
+    Around the renames that put a report in place, so that an interrupt
+    leaves either the previous report or the new one, never a mixture.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
     """Write ``<out_dir>/<experiment>.md``, ``.json`` and ``figures/``; return the markdown path.
 
     Everything is rendered into a staging folder first; only complete files
-    are renamed into place (figures, then the sidecar, then the markdown).
-    Figures of this experiment that the new report no longer has are removed.
+    are renamed into place (figures, then the sidecar, then the markdown),
+    with SIGINT and SIGTERM held while they are, so an interrupt leaves the
+    previous report or the new one whole. Figures of this experiment that the
+    new report no longer has are removed.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -299,13 +332,14 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
                 names.append(name)
         (stage / "report.json").write_text(json.dumps(meta, indent=1) + "\n")
         (stage / "report.md").write_text(render_markdown(report, meta))
-        for name in names:
-            os.replace(stage / name, out / "figures" / name)
-        for old in (out / "figures").glob(f"{report.experiment}_*.png"):
-            if old.name not in names:
-                old.unlink()
-        os.replace(stage / "report.json", out / f"{report.experiment}.json")
-        os.replace(stage / "report.md", out / f"{report.experiment}.md")
+        with _signals_held():
+            for name in names:
+                os.replace(stage / name, out / "figures" / name)
+            for old in (out / "figures").glob(f"{report.experiment}_*.png"):
+                if old.name not in names:
+                    old.unlink()
+            os.replace(stage / "report.json", out / f"{report.experiment}.json")
+            os.replace(stage / "report.md", out / f"{report.experiment}.md")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out / f"{report.experiment}.md"

@@ -15,6 +15,7 @@ diverged (``Trajectory.diverged``) and a sweep goes on.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache, partial
 from typing import Any, Callable, NamedTuple
 
@@ -104,15 +105,57 @@ def _fit(params, args, *, loss_fn, optimizer, steps, every, record) -> Trajector
 
 def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
                  optimizer: optax.GradientTransformation, steps: int, *, args: tuple = (),
-                 **kwargs) -> Trajectory:
-    """``fit`` for a stack of parameter sets (leading axis: members), in one vmapped program.
+                 devices=None, budget: int | None = None, **kwargs) -> Trajectory:
+    """``fit`` for a stack of parameter sets (leading axis: members), vmapped in one program.
 
     ``args`` are shared by every member. Every field of the returned
     ``Trajectory`` gains the members' leading axis, so one member's
     divergence is recorded without touching the others.
+
+    The members are sharded over ``devices`` (default: every local device)
+    with ``jax.sharding``: each device trains its share, with no
+    communication, and the result equals a one-device run. Before anything
+    is built the ensemble's memory is estimated (``replication.memory``):
+    members that would not fit in ``budget`` at once are trained in chunks,
+    and an ensemble whose single member does not fit is refused with
+    ``MemoryBudgetError``.
     """
+    from replication import memory
+
+    leaves = jax.tree_util.tree_leaves(stacked_params)
+    members = leaves[0].shape[0]
+    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), stacked_params)
+    n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(one))
+    state = jax.eval_shape(optimizer.init, one)
+    copies = -(-sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(state)) // max(n_params, 1))
+    devices = list(jax.local_devices() if devices is None else devices)
+    chunk = memory.plan_ensemble(n_params, members, copies, budget)
+    chunk = max(len(devices), chunk - chunk % len(devices)) if chunk >= len(devices) else chunk
+    program = _ensemble_program(loss_fn, optimizer, steps, **kwargs)
+    runs = []
+    for start in range(0, members, chunk):
+        part = jax.tree_util.tree_map(lambda a: a[start:start + chunk], stacked_params)
+        runs.append(program(_shard(part, devices), tuple(args)))
+    if len(runs) == 1:
+        return runs[0]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *runs)
+
+
+@lru_cache(maxsize=None)
+def _ensemble_program(loss_fn, optimizer, steps, **kwargs):
     return jax.jit(jax.vmap(lambda p, a: fit(loss_fn, p, optimizer, steps, args=a, **kwargs),
-                            in_axes=(0, None)))(stacked_params, tuple(args))
+                            in_axes=(0, None)))
+
+
+def _shard(stacked, devices):
+    """Place the members' axis across ``devices`` (padding is not needed: a ragged count stays on one)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    members = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    if len(devices) == 1 or members % len(devices):
+        return jax.device_put(stacked, devices[0])
+    sharding = NamedSharding(Mesh(np.array(devices), ("members",)), PartitionSpec("members"))
+    return jax.device_put(stacked, sharding)
 
 
 def heavy_ball(curvature_max: float, curvature_min: float, reduction: float = 1e-6,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 
 PASS = "onednn-matmul-rewriter"
@@ -38,11 +39,10 @@ def flags_with_pass_disabled(flags: str) -> str:
 def configure() -> None:
     """Disable the pass for this process; warn if JAX's backend already started without it."""
     os.environ["XLA_FLAGS"] = flags_with_pass_disabled(os.environ.get("XLA_FLAGS", ""))
-    try:
-        from jax._src import xla_bridge
-    except ImportError:  # pragma: no cover - a JAX without this module
-        return
-    if getattr(xla_bridge, "_backends", None):
+    # Only a JAX already imported can have started its backend; importing it
+    # here just to look would cost every command a second.
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    if xla_bridge is not None and getattr(xla_bridge, "_backends", None):
         warnings.warn(
             f"JAX's backend started before `import replication`, so XLA_FLAGS cannot disable "
             f"the {PASS} pass, which miscompiles x @ W * c + b on CPU in this jaxlib; import "

@@ -94,3 +94,21 @@ def test_cnn_readouts():
         spec = CNN(8, 1, readout=readout)
         params = spec.flax().init(jax.random.PRNGKey(0), x)
         assert params["params"]["readout"]["kernel"].shape == (fan_in, 1)
+
+
+@pytest.mark.parametrize("spec", SPECS + [
+    MLP(width=1, depth=2, activation="erf", W_std=1.3, b_std=0.2, parameterization="mup", base_width=4),
+    MLP(width=1, depth=2, activation="relu", parameterization="standard", zero_readout=True),
+], ids=spec_id)
+def test_init_from_unit_draws_equals_init_bit_for_bit(spec):
+    """A sweep draws one architecture's random numbers once and rescales them per
+    parameterization, activation and W_std: the result must be init's, exactly."""
+    spec = spec.replace(width=16)
+    x = inputs_for(spec, jax.random.PRNGKey(0), 3)
+    key = jax.random.PRNGKey(7)
+    unit = spec.unit_spec.flax().init(key, x)
+    direct = spec.flax().init(key, x)
+    rescaled = spec.init_from_unit(unit)
+    assert jax.tree_util.tree_structure(rescaled) == jax.tree_util.tree_structure(direct)
+    for a, b in zip(jax.tree_util.tree_leaves(rescaled), jax.tree_util.tree_leaves(direct)):
+        np.testing.assert_array_equal(a, b)
