@@ -168,19 +168,21 @@ def closed_form_kernels(spec, x_train, x_test, batch_size: int) -> dict:
 
 
 def regression(k_train, k_test_train, y_train, t=None, learning_rate=1.0, diag_reg=0.0,
-               f0_train=None, f0_test=None) -> np.ndarray:
+               f0_train=None, f0_test=None, trace_axes=(-1,)) -> np.ndarray:
     """neural-tangents' ``gradient_descent_mse`` test outputs at step ``t`` (``None``: t -> infinity).
 
     The mse convention of ``replication.train`` (normalised by ``y.size``), in
     float64; started from ``f0`` (zero: the mean predictor). ``diag_reg`` is
-    relative to the mean of the kernel's diagonal.
+    relative to the mean of the kernel's diagonal. Kernels are ``(n1, n2)``,
+    one per output as the closed forms are; ``trace_axes=()`` takes a finite
+    network's full ``(n1, n2, k, k)`` kernel, whose output blocks are coupled.
     """
     import neural_tangents as nt
 
     with enable_x64():
         k, kt, y = (jnp.asarray(a, jnp.float64) for a in (k_train, k_test_train, y_train))
         predict = nt.predict.gradient_descent_mse(k, y, learning_rate=learning_rate, diag_reg=diag_reg,
-                                                  diag_reg_absolute_scale=False)
+                                                  diag_reg_absolute_scale=False, trace_axes=trace_axes)
         f0_train = 0.0 if f0_train is None else jnp.asarray(f0_train, jnp.float64)
         f0_test = jnp.zeros((kt.shape[0], y.shape[1])) if f0_test is None else jnp.asarray(f0_test, jnp.float64)
         return np.asarray(predict(t, f0_train, f0_test, kt)[1])
