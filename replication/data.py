@@ -1,8 +1,11 @@
 """The study's data sets: generated here or shipped inside a package, never downloaded."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def sphere_inputs(key: jax.Array, n: int, dim: int) -> jax.Array:
@@ -46,3 +49,81 @@ def sin_cos_target(x) -> jax.Array:
     """``y = sin(x_1) + cos(x_2)`` for inputs ``(n, 2)``, shape ``(n, 1)``."""
     x = jnp.asarray(x)
     return jnp.sin(x[:, :1]) + jnp.cos(x[:, 1:2])
+
+
+class Digits(NamedTuple):
+    """The 8x8 digits split once into training and test images, ready for regression.
+
+    ``x_*``: ``(n, 8, 8, 1)`` float32 images, standardised with one mean and one
+    standard deviation taken over every pixel of the training images;
+    ``y_*``: ``(n, 10)`` centred one-hot targets (``1 - 1/10`` for the class,
+    ``-1/10`` elsewhere; Lee et al. 2018); ``labels_*``: ``(n,)`` classes;
+    ``index_*``: positions in ``sklearn.datasets.load_digits()``, so that the
+    split can be checked and reproduced; ``pixel_mean``, ``pixel_std``: the
+    training statistics used.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    labels_train: np.ndarray
+    index_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels_test: np.ndarray
+    index_test: np.ndarray
+    pixel_mean: float
+    pixel_std: float
+
+    @staticmethod
+    def flat(x: np.ndarray) -> np.ndarray:
+        """Images ``(n, 8, 8, 1)`` as vectors ``(n, 64)``, for fully connected networks."""
+        return x.reshape(x.shape[0], -1)
+
+
+DIGITS_CLASSES = 10
+
+
+def centred_one_hot(labels, n_classes: int = DIGITS_CLASSES) -> np.ndarray:
+    """``one_hot(labels) - 1 / n_classes``, shape ``(n, n_classes)``: each row sums to zero."""
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(labels)] - np.float32(1 / n_classes)
+
+
+def digits(test_size: int = 450, seed: int = 0, n_train: int | None = None,
+           n_test: int | None = None) -> Digits:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, shipped with the package).
+
+    The split is stratified by class and fixed by ``seed``: ``test_size``
+    images are held out (``sklearn.model_selection.train_test_split``), the
+    rest are the training set. ``n_train`` / ``n_test`` take stratified
+    subsets of those two sets (same seed), for a smaller run; the held-out
+    images never enter the training set. Standardisation uses one scalar mean
+    and standard deviation over all pixels of the training images actually
+    used: per-pixel statistics would divide the border pixels, nearly always
+    zero, by a near-zero deviation and blow up any test image that inks them.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    labels = bunch.target.astype(np.int64)
+    index = np.arange(labels.shape[0])
+    index_train, index_test = train_test_split(index, test_size=test_size, stratify=labels,
+                                               random_state=seed)
+
+    def subset(idx, n):
+        if n is None or n == idx.shape[0]:
+            return np.sort(idx)
+        if not 0 < n < idx.shape[0]:
+            raise ValueError(f"a subset of {n} images is not possible from {idx.shape[0]}")
+        kept, _ = train_test_split(idx, train_size=n, stratify=labels[idx], random_state=seed)
+        return np.sort(kept)
+
+    index_train, index_test = subset(index_train, n_train), subset(index_test, n_test)
+    images = bunch.images.astype(np.float64)[..., None]
+    mean = float(images[index_train].mean())
+    std = float(images[index_train].std())
+
+    def prepare(idx):
+        return ((images[idx] - mean) / std).astype(np.float32), centred_one_hot(labels[idx]), labels[idx], idx
+
+    return Digits(*prepare(index_train), *prepare(index_test), mean, std)

@@ -8,6 +8,7 @@ EXPERIMENTS = {
     "ntk": "the neural tangent kernel converges, stays put in training, and fixes the dynamics",
     "regression": "the worked example: a two-layer ReLU network against its NTK regression",
     "mup": "muP learns features at every width, and its learning rate transfers",
+    "digits": "real data: closed-form NNGP / NTK and trained networks on scikit-learn's 8x8 digits",
 }
 PRESETS = ("quick", "full")
 

@@ -1,0 +1,504 @@
+"""digits: the theory on real data, scikit-learn's 8x8 handwritten digits.
+
+1,797 images of 8x8 pixels, 10 classes, split once into training and test
+images (stratified by class, fixed seed); targets are centred one-hot vectors
+(one-hot minus 1/10, Lee et al. 2018) and inputs are standardised with the
+training images' statistics. Theory (Lee et al. 2018; Jacot et al. 2018; Lee
+et al. 2019): an infinitely wide network at initialisation is a Gaussian
+process with the NNGP kernel, and one trained by gradient descent on MSE is
+kernel regression with the NTK, both in closed form (neural-tangents). A
+finite network trained by full-batch gradient descent follows the closed-form
+NTK dynamics started from its own initial outputs, with a gap in its outputs
+of order `width^(-1/2)`, so its test accuracy approaches the one the NTK
+predicts for it.
+
+Measured here: closed-form NNGP and NTK regression (the t -> infinity limit
+of gradient descent on MSE) for fully connected ReLU networks of depth 1 to 3
+and a convolutional network (readout through flatten and through global
+average pooling), next to two scikit-learn baselines; Flax networks of the
+same architectures trained with optax at a ladder of widths (channels for
+the CNN), several seeds, against the closed-form NTK at the same training
+time; and a table in the style of Lee et al. 2018, Table 1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+from jax.experimental import enable_x64
+
+from replication.arch import ACTIVATIONS, CNN, MLP, Affine, Nonlinearity
+from replication.data import Digits, digits
+from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
+from replication.stats import fit_power_law
+from replication.sweep import network_key, progress
+from replication.train import fit, mse_loss
+
+SECTION_DATA = "Data"
+SECTION_KERNELS = "Closed-form NNGP and NTK regression"
+SECTION_TRAINED = "Trained networks against the NTK at the same training time"
+SECTION_TABLE = "Best finite network, NNGP and NTK (Lee et al. 2018, Table 1)"
+ARCHITECTURES = ("mlp-1", "mlp-2", "mlp-3", "cnn-flatten", "cnn-gap")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0                      # the split, the subsets, the networks' keys
+    test_size: int = 450               # images held out of the 1,797 (25%)
+    n_train: int | None = 200          # a stratified subset of the training split; None: all of it
+    n_test: int | None = 200           # a stratified subset of the test split; None: all of it
+    activation: str = "relu"
+    W_std: float = 2**0.5
+    b_std: float = 0.1
+    cnn_depth: int = 1                 # convolutions of the CNN, 3x3, stride 1, SAME padding
+    cnn_kernel_size: int = 3
+    architectures: tuple[str, ...] = ARCHITECTURES
+    kernel_batch: int = 50             # nt.batch's batch size for the closed-form kernels
+    diag_reg: float = 0.0              # kernel regression's regulariser, relative to the mean trace
+    # Trained networks: full-batch gradient descent (optax SGD) on mse.
+    trained: tuple[str, ...] = ("mlp-1",)   # the quick preset trains one architecture; full, all
+    mlp_widths: tuple[int, ...] = (16, 64, 256, 1024, 2048)
+    cnn_widths: tuple[int, ...] = (2, 8, 32, 128, 256)   # channels
+    seeds: int = 3
+    lr_fraction: float = 0.5           # step = lr_fraction * 2 n k / lambda_max of the closed-form NTK
+    steps: int = 300
+    expected_exponent: float = -0.5
+    # The gap is the kernel's O(width^-1/2) fluctuation carried by the dynamics;
+    # corrections of relative order width^-1/2 bend the narrow end of the
+    # ladder, which a 0.1 band absorbs (as in the nngp, ntk and regression reports).
+    exponent_tolerance: float = 0.1
+    # The test set resolves an accuracy to its binomial standard error
+    # sqrt(p (1 - p) / n_test); gaps within this many of them are not resolved.
+    accuracy_standard_errors: float = 2.0
+
+
+PRESETS = {
+    "quick": Config(),
+    "full": Config(n_train=None, n_test=None, trained=ARCHITECTURES,
+                   mlp_widths=(16, 64, 256, 1024, 4096, 16384), cnn_widths=(2, 8, 32, 128, 512, 1024),
+                   seeds=8, steps=1000),
+}
+OPTIONS = {"widths": "mlp_widths", "seeds": "seeds"}
+
+
+# ---------------------------------------------------------------------------
+# Architectures, and their closed forms computed in batches.
+
+def spec_of(name: str, width: int, config: Config) -> MLP | CNN:
+    """``mlp-<depth>`` or ``cnn-<readout>`` at ``width`` (channels for the CNN), 10 outputs."""
+    common = dict(activation=config.activation, W_std=config.W_std, b_std=config.b_std, out_dim=10)
+    if name.startswith("mlp-"):
+        return MLP(width, depth=int(name[4:]), **common)
+    return CNN(width, depth=config.cnn_depth, kernel_size=config.cnn_kernel_size, readout=name[4:],
+               **common)
+
+
+def inputs_of(spec, x: np.ndarray) -> np.ndarray:
+    """Images ``(n, 8, 8, 1)`` for a CNN, vectors ``(n, 64)`` for an MLP."""
+    return x if isinstance(spec, CNN) else Digits.flat(x)
+
+
+def patches(spec: CNN, x) -> jax.Array:
+    """Each pixel's ``k x k`` neighbourhood (zero padded) as channels: ``(n, H, W, k k C)``."""
+    k = spec.kernel_size
+    return jax.lax.conv_general_dilated_patches(jnp.asarray(x), (k, k), (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "OIHW", "NHWC"))
+
+
+def stax_on_patches(spec: CNN):
+    """neural-tangents' triple of ``spec`` for inputs given as ``patches(spec, x)``.
+
+    A ``k x k`` SAME convolution of ``x`` is a ``1 x 1`` convolution of its
+    patches with the same fan-in, so the kernels are the same (a test checks
+    it against ``spec.stax()``). For global average pooling, whose kernel
+    tracks all ``(HW)^2`` pairs of positions, neural-tangents' convolution of
+    that covariance is the expensive step; on patches the first layer's is a
+    ``1 x 1`` one, about ``k^4`` times cheaper.
+    """
+    from neural_tangents import stax
+
+    first, *rest = spec.layers
+    conv = dict(W_std=spec.W_std, b_std=spec.b_std, parameterization=spec.parameterization)
+    layers = [stax.Conv(first.features, (1, 1), (1, 1), "SAME", **conv)]
+    for layer in rest:
+        if isinstance(layer, Affine) and layer.kernel_size:
+            layers.append(stax.Conv(layer.features, layer.kernel_size, (1,) * len(layer.kernel_size), "SAME", **conv))
+        elif isinstance(layer, Affine):
+            layers.append(stax.Dense(layer.features, **conv))
+        elif isinstance(layer, Nonlinearity):
+            layers.append(ACTIVATIONS[layer.name].stax_layer())
+        else:
+            layers.append(stax.Flatten() if layer.kind == "flatten" else stax.GlobalAvgPool())
+    return stax.serial(*layers)
+
+
+def _padded(x, multiple: int):
+    n = x.shape[0]
+    extra = -n % multiple
+    return (x if not extra else jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra, *x.shape[1:]))])), n
+
+
+def closed_form_kernels(spec, x_train, x_test, batch_size: int) -> dict:
+    """Closed-form NNGP and NTK in float64: ``{"nngp"|"ntk": (train-train (n, n), test-train (m, n))}``.
+
+    Computed by ``nt.batch`` in ``batch_size x batch_size`` blocks (inputs
+    padded to a multiple of it), so memory holds one block of the kernel's
+    intermediate covariances; a CNN goes through ``stax_on_patches``.
+    """
+    import neural_tangents as nt
+
+    with enable_x64():
+        if isinstance(spec, CNN):
+            kernel_fn = stax_on_patches(spec)[2]
+            xtr, xte = (patches(spec, jnp.asarray(x, jnp.float64)) for x in (x_train, x_test))
+        else:
+            kernel_fn = spec.stax()[2]
+            xtr, xte = (jnp.asarray(x, jnp.float64) for x in (x_train, x_test))
+        batched = nt.batch(kernel_fn, batch_size=batch_size, store_on_device=False)
+        (xtr, n), (xte, m) = _padded(xtr, batch_size), _padded(xte, batch_size)
+        k_tt = batched(xtr, None, ("nngp", "ntk"))
+        k_te = batched(xte, xtr, ("nngp", "ntk"))
+        return {g: (np.asarray(getattr(k_tt, g))[:n, :n], np.asarray(getattr(k_te, g))[:m, :n])
+                for g in ("nngp", "ntk")}
+
+
+def regression(k_train, k_test_train, y_train, t=None, learning_rate=1.0, diag_reg=0.0,
+               f0_train=None, f0_test=None, trace_axes=(-1,)) -> np.ndarray:
+    """neural-tangents' ``gradient_descent_mse`` test outputs at step ``t`` (``None``: t -> infinity).
+
+    The mse convention of ``replication.train`` (normalised by ``y.size``), in
+    float64; started from ``f0`` (zero: the mean predictor). ``diag_reg`` is
+    relative to the mean of the kernel's diagonal. Kernels are ``(n1, n2)``,
+    one per output as the closed forms are; ``trace_axes=()`` takes a finite
+    network's full ``(n1, n2, k, k)`` kernel, whose output blocks are coupled.
+    """
+    import neural_tangents as nt
+
+    with enable_x64():
+        k, kt, y = (jnp.asarray(a, jnp.float64) for a in (k_train, k_test_train, y_train))
+        predict = nt.predict.gradient_descent_mse(k, y, learning_rate=learning_rate, diag_reg=diag_reg,
+                                                  diag_reg_absolute_scale=False, trace_axes=trace_axes)
+        f0_train = 0.0 if f0_train is None else jnp.asarray(f0_train, jnp.float64)
+        f0_test = jnp.zeros((kt.shape[0], y.shape[1])) if f0_test is None else jnp.asarray(f0_test, jnp.float64)
+        return np.asarray(predict(t, f0_train, f0_test, kt)[1])
+
+
+def accuracy(outputs, labels) -> float:
+    return float(np.mean(np.asarray(outputs).argmax(-1) == np.asarray(labels)))
+
+
+def test_mse(outputs, targets) -> float:
+    return float(np.mean((np.asarray(outputs, np.float64) - np.asarray(targets, np.float64)) ** 2))
+
+
+# ---------------------------------------------------------------------------
+# Baselines, for context.
+
+def baselines(data: Digits, seed: int) -> dict:
+    """RBF-kernel SVM and logistic regression on the standardised pixels; ``C`` by 5-fold CV on train."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVC
+
+    xtr, xte = Digits.flat(data.x_train), Digits.flat(data.x_test)
+    models = {
+        "RBF-kernel SVM": GridSearchCV(SVC(kernel="rbf", gamma="scale"), {"C": [1, 3, 10, 30, 100]}, cv=5),
+        "logistic regression": GridSearchCV(LogisticRegression(max_iter=2000, random_state=seed),
+                                            {"C": [0.01, 0.1, 1, 10]}, cv=5),
+    }
+    out = {}
+    for name, model in models.items():
+        model.fit(xtr, data.labels_train)
+        out[name] = {"accuracy": float(model.score(xte, data.labels_test)), "C": model.best_params_["C"]}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Trained networks.
+
+def train_networks(spec, widths, seeds: int, seed: int, data: Digits, kernels: dict, lr: float,
+                   steps: int) -> dict:
+    """For each width, ``seeds`` networks trained by ``fit``; each against the NTK from its own init.
+
+    Returns arrays ``(n_widths, seeds)``: test accuracy of the network and of
+    its closed-form NTK prediction at the same step, the RMS difference of
+    their test outputs, the fraction of test images given the same class,
+    and whether the run diverged.
+    """
+    xtr, xte = (jnp.asarray(inputs_of(spec, x)) for x in (data.x_train, data.x_test))
+    ytr = jnp.asarray(data.y_train)
+    k_tt, k_te = kernels["ntk"]
+    keys = ("acc_net", "acc_ntk", "rmse", "agree", "diverged", "loss_ratio")
+    m = {k: np.full((len(widths), seeds), np.nan) for k in keys}
+    optimizer = optax.sgd(lr)
+    with progress(len(widths), f"digits {spec_name(spec)}") as bar:
+        for i, w in enumerate(widths):
+            module = spec.replace(width=w).flax()
+            loss = mse_loss(module.apply)
+            for s in range(seeds):
+                # One network at a time: vmapped over seeds, XLA's CPU convolutions
+                # become grouped ones, many times slower; `fit` compiles once per width.
+                params = module.init(network_key(seed, w, s), xtr[:1])
+                f0_tr, f0_te = module.apply(params, xtr), module.apply(params, xte)
+                run = fit(loss, params, optimizer, steps, args=(xtr, ytr))
+                own = regression(k_tt, k_te, data.y_train, steps, lr, f0_train=f0_tr, f0_test=f0_te)
+                m["diverged"][i, s] = bool(run.diverged)
+                m["loss_ratio"][i, s] = float(run.losses[-1] / run.losses[0])
+                m["acc_ntk"][i, s] = accuracy(own, data.labels_test)
+                if run.diverged:
+                    continue  # recorded as diverged; its outputs are not measurements
+                f_te = np.asarray(module.apply(run.params, xte), np.float64)
+                m["acc_net"][i, s] = accuracy(f_te, data.labels_test)
+                m["rmse"][i, s] = float(np.sqrt(np.mean((f_te - own) ** 2)))
+                m["agree"][i, s] = float(np.mean(f_te.argmax(-1) == own.argmax(-1)))
+            bar.update()
+    return m
+
+
+def spec_name(spec) -> str:
+    return f"mlp-{spec.depth}" if isinstance(spec, MLP) else f"cnn-{spec.readout}"
+
+
+# ---------------------------------------------------------------------------
+
+def run(config: Config) -> Report:
+    for name in (*config.architectures, *config.trained):
+        if name not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURES)}")
+        if name not in config.architectures:
+            raise ValueError(f"trained architecture {name!r} needs its closed form: add it to architectures")
+    data = digits(config.test_size, config.seed, config.n_train, config.n_test)
+    n, k = data.y_train.shape
+    n_test = data.y_test.shape[0]
+
+    # Closed forms: NNGP and NTK regression to t -> infinity, for each architecture.
+    closed, kernels = {}, {}
+    with progress(len(config.architectures), "digits kernels") as bar:
+        for name in config.architectures:
+            spec = spec_of(name, 1, config)
+            start = time.perf_counter()
+            kernels[name] = closed_form_kernels(spec, inputs_of(spec, data.x_train),
+                                                inputs_of(spec, data.x_test), config.kernel_batch)
+            seconds = time.perf_counter() - start
+            closed[name] = {"kernel_seconds": seconds}
+            for g in ("nngp", "ntk"):
+                k_tt, k_te = kernels[name][g]
+                lam = np.linalg.eigvalsh(k_tt)
+                pred = regression(k_tt, k_te, data.y_train, diag_reg=config.diag_reg)
+                closed[name][g] = {"accuracy": accuracy(pred, data.labels_test),
+                                   "mse": test_mse(pred, data.y_test),
+                                   "lambda_max": float(lam[-1]), "condition": float(lam[-1] / lam[0])}
+            bar.update()
+    base = baselines(data, config.seed)
+
+    # Trained networks against the closed-form NTK from their own init, at the same step.
+    trained, lrs, fits, claims = {}, {}, {}, []
+    for name in config.trained:
+        widths = config.mlp_widths if name.startswith("mlp") else config.cnn_widths
+        lam_max = closed[name]["ntk"]["lambda_max"]
+        # Gradient descent on mse (normalised by n k) is stable for steps below 2 n k / lambda_max.
+        lrs[name] = config.lr_fraction * 2 * n * k / lam_max
+        start = time.perf_counter()
+        m = train_networks(spec_of(name, widths[0], config), widths, config.seeds, config.seed, data,
+                           kernels[name], lrs[name], config.steps)
+        trained[name] = {"width": list(widths), **m, "seconds": time.perf_counter() - start}
+        ok = np.all(np.isfinite(m["rmse"]) & (m["rmse"] > 0), axis=1)
+        fits[name] = fit_power_law(np.asarray(widths)[ok], m["rmse"][ok]) if ok.sum() >= 2 else None
+        f = fits[name]
+        claims.append(Claim(
+            id=f"digits_gap_rate_{name}", section=SECTION_TRAINED,
+            statement=f"{name}: trained network's test outputs -> closed-form NTK from its own init, same step",
+            prediction="RMS gap ~ width^(-1/2)", expected=config.expected_exponent,
+            measured=None if f is None else f.exponent, ci=None if f is None else f.ci,
+            tolerance=config.exponent_tolerance))
+        acc_ntk = float(np.nanmean(m["acc_ntk"][-1]))
+        diffs = m["acc_net"][-1] - m["acc_ntk"][-1]   # paired: each network against its own prediction
+        gap = float(np.mean(diffs)) if ok[-1] else None
+        half = (_t95(len(diffs)) * float(np.std(diffs, ddof=1)) / np.sqrt(len(diffs))
+                if gap is not None and len(diffs) > 1 else None)
+        claims.append(Claim(
+            id=f"digits_accuracy_{name}", section=SECTION_TRAINED,
+            statement=f"{name}: widest networks' test accuracy -> their NTK predictions' (width {widths[-1]})",
+            prediction="accuracy gap -> 0", expected=0.0, measured=gap,
+            ci=None if half is None else (gap - half, gap + half),
+            tolerance=float(config.accuracy_standard_errors * np.sqrt(acc_ntk * (1 - acc_ntk) / n_test))))
+
+    sections = [data_section(config, data), kernel_section(config, closed, base, n)]
+    if config.trained:
+        sections.append(trained_section(config, trained, fits, lrs, claims, n, k))
+    sections.append(table_section(config, closed, trained, base))
+    series = {"data": {"index_train": data.index_train, "index_test": data.index_test,
+                       "pixel_mean": data.pixel_mean, "pixel_std": data.pixel_std},
+              "closed_form": closed, "baselines": base,
+              "trained": {name: {**v, "learning_rate": lrs[name], "steps": config.steps,
+                                 "fit_rmse": fits[name]} for name, v in trained.items()}}
+    return Report(experiment="digits", title="The theory on real data: 8x8 handwritten digits",
+                  summary=__doc__.split("\n\n", 1)[1], claims=claims, sections=sections, series=series,
+                  precision="float32 networks; closed-form kernels and kernel regression in float64")
+
+
+def _t95(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def data_section(config: Config, data: Digits) -> Section:
+    counts = [[c, int(np.sum(data.labels_train == c)), int(np.sum(data.labels_test == c))] for c in range(10)]
+    body = f"""
+scikit-learn's `load_digits` (1,797 images, 8x8 pixels with values 0 to 16, 10 classes; shipped
+with the package). Split once, stratified by class, with seed {config.seed}: {config.test_size} images
+held out as the test split, the other {1797 - config.test_size} the training split
+(`sklearn.model_selection.train_test_split`); this run uses
+{"all of the training split" if config.n_train is None else f"a stratified subset of {config.n_train}"}
+and {"all of the test split" if config.n_test is None else f"a stratified subset of {config.n_test}"}
+(same seed): **{data.y_train.shape[0]} training and {data.y_test.shape[0]} test images**, none
+shared. Inputs: pixels minus {data.pixel_mean:.4f}, divided by {data.pixel_std:.4f} (one mean and one
+standard deviation over every pixel of the training images; per-pixel statistics would divide the
+nearly always blank border pixels by a near-zero deviation). Targets: one-hot minus 1/10, so each
+row sums to zero (Lee et al. 2018); a prediction's class is its largest output. The images' indices
+in `load_digits()` are in the JSON sidecar.
+
+{markdown_table(["class", "training images", "test images"], counts)}
+"""
+    return Section(SECTION_DATA, body)
+
+
+def kernel_section(config: Config, closed: dict, base: dict, n: int) -> Section:
+    baseline_text = ", ".join(f"{k} {v['accuracy']:.4f} (C = {v['C']})" for k, v in base.items())
+    rows = [[name, closed[name]["nngp"]["accuracy"], closed[name]["nngp"]["mse"],
+             closed[name]["ntk"]["accuracy"], closed[name]["ntk"]["mse"],
+             f"{closed[name]['nngp']['condition']:.3g}", f"{closed[name]['ntk']['condition']:.3g}",
+             f"{closed[name]['kernel_seconds']:.1f}"] for name in config.architectures]
+    body = f"""
+ReLU networks in NTK parameterization, W_std = {fmt(config.W_std)}, b_std = {fmt(config.b_std)}, 10
+outputs: `mlp-d` has d hidden dense layers; `cnn-flatten` and `cnn-gap` have {config.cnn_depth}
+convolution(s) of {config.cnn_kernel_size}x{config.cnn_kernel_size} filters, stride 1, SAME padding,
+then a dense readout of all positions (flatten) or of their average (global average pooling).
+NNGP regression is the GP posterior mean, K_test,train K_train^-1 y; NTK regression is the t ->
+infinity limit of gradient descent on mse, the same formula with the NTK (neural-tangents'
+`gradient_descent_mse` with t = None, from zero initial outputs), regulariser
+{fmt(config.diag_reg)} times the mean diagonal{" (none)" if config.diag_reg == 0 else ""}. Kernels
+in float64 through `nt.batch` in blocks of {config.kernel_batch} x {config.kernel_batch} inputs; a CNN's
+first convolution is computed as a 1x1 convolution of 3x3 patches (the same kernel, checked by a
+test), which cuts global average pooling's (HW)^2 = 4096 covariances per pair of images to one
+multiply each in that layer. Condition numbers are those of the training kernel on {n} images.
+
+{markdown_table(["architecture", "NNGP accuracy", "NNGP test MSE", "NTK accuracy", "NTK test MSE",
+                 "NNGP condition", "NTK condition", "kernel seconds"], rows)}
+
+For context, on the same pixels (C chosen by 5-fold cross-validation on the training images):
+{baseline_text}.
+"""
+    return Section(SECTION_KERNELS, body)
+
+
+def trained_section(config: Config, trained: dict, fits: dict, lrs: dict, claims, n: int, k: int) -> Section:
+    def ms(a):
+        a = np.asarray(a, float)
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return "diverged"
+        return f"{a.mean():.4f} +- {a.std(ddof=1):.4f}" if a.size > 1 else f"{a[0]:.4f}"
+
+    parts = []
+    for name, m in trained.items():
+        rows = [[w, ms(m["acc_net"][i]), ms(m["acc_ntk"][i]), ms(m["rmse"][i]), ms(m["agree"][i]),
+                 f"{np.nanmax(m['loss_ratio'][i]):.2e}", int(np.sum(m["diverged"][i]))]
+                for i, w in enumerate(m["width"])]
+        f = fits[name]
+        fit_text = ("no fit: fewer than two widths without a diverged run" if f is None else
+                    f"fitted exponent {f.exponent:+.3f} [{f.ci[0]:+.3f}, {f.ci[1]:+.3f}]")
+        local = _local_slopes(m["width"], m["rmse"])
+        parts.append(f"""
+**{name}** (step {fmt(lrs[name])} = {fmt(config.lr_fraction)} x 2 n k / lambda_max of its closed-form training
+NTK, n = {n}, k = {k}; {config.steps} steps). Mean +- sd over {config.seeds} seeds; "NTK prediction" is
+neural-tangents' `gradient_descent_mse` at the same step from the network's own initial outputs.
+
+{markdown_table([("channels" if name.startswith("cnn") else "width"), "test accuracy, trained",
+                 "test accuracy, its NTK prediction", "RMS gap of test outputs", "same class as its NTK prediction",
+                 "worst final / initial loss", "diverged"], rows)}
+
+RMS gap: {fit_text}; local slopes {local}.
+""")
+    failed = [c for c in claims if c.id.startswith("digits_gap_rate") and not c.passed]
+    note = ""
+    if failed:
+        note = """
+**Why a rate claim fails.** The gap between a trained network and the closed form from its own
+init has two sources (Lee et al. 2019): the empirical NTK's fluctuation at initialisation, carried
+by the dynamics, and the kernel's change during training; both are of order width^(-1/2)
+asymptotically, with constants that grow with the training time and with the training kernel's
+condition number. The local slopes above show where on the ladder the measured rate departs from
+-1/2: if they steepen towards the wide end, the ladder ends before the asymptotic regime. The gap at
+the widest width is far above float32 rounding of the outputs, so rounding does not flatten it. Not
+measured here: the split of the gap into the network's departure from its own linearisation and the
+linearisation's distance from the closed form (the regression report measures that split for its
+example); a wider ladder (the full preset) tests whether the slope reaches -1/2.
+"""
+    figure = loglog_figure(
+        {"trained network vs its closed-form NTK prediction": {
+            name: (m["width"], m["rmse"], fits[name]) for name, m in trained.items()
+            if np.all(np.isfinite(m["rmse"]))}},
+        xlabel="width (channels for the CNN)", ylabel="RMS difference of test outputs",
+        reference_exponent=config.expected_exponent, reference_label="theory: width^(-1/2)")
+    acc_fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    for i, (name, m) in enumerate(trained.items()):
+        w = np.asarray(m["width"], float)
+        ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
+                    color=f"C{i}", ms=4, capsize=2, label=f"{name}: trained")
+        ax.plot(w, np.nanmean(m["acc_ntk"], axis=1), "s--", color=f"C{i}", ms=3, lw=1,
+                label=f"{name}: its NTK prediction, same step")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("width (channels for the CNN)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7)
+    acc_fig.tight_layout()
+    return Section(SECTION_TRAINED, "\n".join(parts) + note, [
+        Figure("gap", figure, "RMS difference between each trained network's test outputs and the "
+               "closed-form NTK prediction from its own init at the same step. Markers: geometric mean "
+               "over seeds; band: range; thin lines: fits; dashed: width^(-1/2)."),
+        Figure("accuracy", acc_fig, "Test accuracy of trained networks (mean, sd over seeds) and of "
+               "their closed-form NTK predictions at the same step, against width.")])
+
+
+def _local_slopes(widths, values) -> str:
+    g = np.exp(np.nanmean(np.log(np.asarray(values, float)), axis=1))
+    return ", ".join(f"{a}->{b}: {np.log(gb / ga) / np.log(b / a):+.2f}"
+                     for a, b, ga, gb in zip(widths[:-1], widths[1:], g[:-1], g[1:]))
+
+
+def table_section(config: Config, closed: dict, trained: dict, base: dict) -> Section:
+    rows = []
+    for name in config.architectures:
+        if name in trained:
+            m = trained[name]
+            mean = np.nanmean(m["acc_net"], axis=1)
+            best = int(np.nanargmax(mean))
+            finite = f"{mean[best]:.4f} (width {m['width'][best]}, mean of {config.seeds})"
+        else:
+            finite = "not trained in this preset"
+        rows.append([name, finite, closed[name]["nngp"]["accuracy"], closed[name]["ntk"]["accuracy"]])
+    rows += [[f"{k} (baseline)", "", "", f"{v['accuracy']:.4f}"] for k, v in base.items()]
+    body = f"""
+Test accuracy. Best finite network: the width whose networks, trained for {config.steps} steps of
+gradient descent, have the highest mean test accuracy; NNGP and NTK: closed-form kernel regression
+(t -> infinity). Unlike Lee et al. 2018 no hyperparameter was tuned for the networks or kernels
+(W_std, b_std, depth and training time are fixed above). A single network carries its random
+initial function into its prediction, and so does the NTK's prediction for it (the accuracy of
+"its NTK prediction" above), while NNGP and NTK regression here are the mean predictors, started
+from zero outputs: the initial outputs' standard deviation (about the square root of the NNGP's
+diagonal, of order 1) is large against the targets' 0.9 and -0.1, and the part of it that the
+training images do not pin down stays in the test outputs. That, not width, is most of the gap
+between the finite networks and the kernels in this table; the trained networks' accuracy does
+approach that of their own NTK predictions (second claim).
+
+{markdown_table(["architecture", "best finite network", "NNGP", "NTK"], rows)}
+"""
+    return Section(SECTION_TABLE, body)

@@ -1,0 +1,192 @@
+"""The digits experiment: its data pipeline, and closed forms against finite networks at small width."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import neural_tangents as nt
+import pytest
+
+from replication.arch import CNN, MLP
+from replication.data import centred_one_hot, digits
+from replication.experiments import digits as D
+from replication.kernels import empirical_ntk
+from replication.train import fit, linearized, mse
+
+
+@pytest.fixture(scope="module")
+def full():
+    return digits()
+
+
+def test_split_is_fixed_stratified_and_disjoint(full):
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target
+    assert full.x_train.shape == (1347, 8, 8, 1) and full.x_test.shape == (450, 8, 8, 1)
+    assert full.y_train.shape == (1347, 10) and full.y_test.shape == (450, 10)
+    assert not set(full.index_train) & set(full.index_test)
+    assert sorted([*full.index_train, *full.index_test]) == list(range(1797))
+    np.testing.assert_array_equal(full.labels_test, labels[full.index_test])
+    # Stratified: each class's share of the test split is its share of the data, to one image.
+    expected = np.bincount(labels) * 450 / 1797
+    assert np.all(np.abs(np.bincount(full.labels_test) - expected) <= 1)
+    again = digits()
+    np.testing.assert_array_equal(again.index_test, full.index_test)
+    np.testing.assert_array_equal(again.x_train, full.x_train)
+    assert not np.array_equal(digits(seed=1).index_test, full.index_test)
+
+
+def test_subsets_stay_inside_their_split_and_stratified(full):
+    small = digits(n_train=200, n_test=100)
+    assert set(small.index_train) <= set(full.index_train)
+    assert set(small.index_test) <= set(full.index_test)
+    assert np.all(np.abs(np.bincount(small.labels_train) - 20) <= 1)
+    assert np.all(np.abs(np.bincount(small.labels_test) - 10) <= 1)
+
+
+def test_standardisation_uses_training_images_only(full):
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images.astype(np.float64)
+    assert full.pixel_mean == pytest.approx(raw[full.index_train].mean(), rel=1e-12)
+    assert full.pixel_std == pytest.approx(raw[full.index_train].std(), rel=1e-12)
+    # The training images come out with mean 0 and sd 1 (float32 rounding); the test images do not
+    # enter the statistics: a different test subset leaves the training inputs unchanged.
+    assert abs(float(full.x_train.mean())) < 1e-5 and float(full.x_train.std()) == pytest.approx(1, abs=1e-5)
+    np.testing.assert_array_equal(digits(n_test=100).x_train, full.x_train)
+    np.testing.assert_allclose(full.x_test[..., 0], (raw[full.index_test] - full.pixel_mean) / full.pixel_std,
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_targets_are_centred_one_hot(full):
+    y = full.y_train
+    np.testing.assert_allclose(y.sum(axis=1), 0, atol=1e-6)
+    np.testing.assert_array_equal(y.argmax(axis=1), full.labels_train)
+    np.testing.assert_allclose(np.unique(y), [-0.1, 0.9], atol=1e-7)
+    np.testing.assert_allclose(centred_one_hot([3])[0], np.eye(10)[3] - 0.1)
+
+
+@pytest.mark.parametrize("readout", ["flatten", "gap"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cnn_kernel_on_patches_is_the_specs_kernel(readout, depth):
+    """A 3x3 SAME convolution is a 1x1 convolution of 3x3 patches: the same closed form, to float32
+    rounding."""
+    x = digits(n_train=200).x_train[:4]
+    spec = CNN(1, depth=depth, readout=readout, out_dim=10)
+    direct = spec.stax()[2](x, None, ("nngp", "ntk"))
+    on_patches = D.stax_on_patches(spec)[2](D.patches(spec, x), None, ("nngp", "ntk"))
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(on_patches, get), getattr(direct, get), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mlp-2", "cnn-gap"])
+def test_batched_closed_form_equals_one_block(name):
+    """nt.batch over padded blocks of 4 (10 and 6 inputs: neither a multiple) against one call. In
+    float64; the ReLU kernel's arccos near correlation 1 turns rounding eps into sqrt(eps) ~ 1.5e-8."""
+    data = digits(n_train=200)
+    config = D.Config()
+    spec = D.spec_of(name, 1, config)
+    xtr, xte = (D.inputs_of(spec, x) for x in (data.x_train[:10], data.x_test[:6]))
+    batched = D.closed_form_kernels(spec, xtr, xte, batch_size=4)
+    whole = D.closed_form_kernels(spec, xtr, xte, batch_size=10 * 6)
+    for get in ("nngp", "ntk"):
+        for a, b in zip(batched[get], whole[get]):
+            np.testing.assert_allclose(a, b, rtol=3e-8, atol=0)
+
+
+def _empirical_gap(spec, widths, x, seeds=4):
+    """Geometric mean over seeds of ||Theta_emp - Theta_inf||_F / ||Theta_inf||_F at each width."""
+    k_inf = D.closed_form_kernels(spec, x, x[:1], batch_size=x.shape[0])["ntk"][0]
+    out = {}
+    for w in widths:
+        module = spec.replace(width=w).flax()
+        errs = []
+        for s in range(seeds):
+            params = module.init(jax.random.PRNGKey(s), x)
+            k = np.asarray(empirical_ntk(module.apply, params, x), np.float64)
+            errs.append(np.linalg.norm(k - k_inf) / np.linalg.norm(k_inf))
+        out[w] = float(np.exp(np.mean(np.log(errs))))
+    return out
+
+
+@pytest.mark.parametrize("name, widths", [("mlp-1", (32, 512)), ("cnn-flatten", (4, 64))])
+def test_empirical_ntk_on_digits_centres_on_the_closed_form(name, widths):
+    """The empirical NTK's error falls as width^(-1/2): 16x the width should cut it by 4; demanded 2
+    (4 seeds, whose log-errors spread by about 0.3)."""
+    data = digits(n_train=200)
+    spec = D.spec_of(name, widths[0], D.Config())
+    x = D.inputs_of(spec, data.x_train[:8])
+    gap = _empirical_gap(spec, widths, x)
+    assert gap[widths[1]] < gap[widths[0]] / 2, gap
+
+
+def _flat(k):
+    """``(n, n, k, k)`` -> ``(n k, n k)``."""
+    n, _, c, _ = k.shape
+    return k.transpose(0, 2, 1, 3).reshape(n * c, n * c)
+
+
+def _trained_linearisation(spec, data, n, lr, steps, key=0):
+    module = spec.flax()
+    xtr, xte = (jnp.asarray(D.inputs_of(spec, x[:n])) for x in (data.x_train, data.x_test))
+    ytr = jnp.asarray(data.y_train[:n])
+    params = module.init(jax.random.PRNGKey(key), xtr)
+    f_lin = linearized(module.apply)
+    run = fit(lambda p, p0, x, y: mse(f_lin(p, p0, x), y), params, optax.sgd(lr), steps,
+              args=(params, xtr, ytr))
+    xs = jnp.concatenate([xtr, xte])
+    # The full kernel, (n, n, k, k): at finite width the outputs' blocks are coupled through the
+    # shared hidden layers, and the linearised network moves with all of it.
+    k = np.asarray(nt.empirical_ntk_fn(module.apply, trace_axes=(), vmap_axes=0)(xs, None, params), np.float64)
+    f0 = np.asarray(module.apply(params, xs), np.float64)
+    return (k[:n, :n], k[n:, :n], ytr, f0[:n], f0[n:],
+            np.asarray(f_lin(run.params, params, xte), np.float64), run)
+
+
+def test_closed_form_prediction_is_the_trained_linearisations_limit():
+    """A linearised network trained by gradient descent to convergence reaches kernel regression with
+    its own empirical NTK, from its own initial outputs (`regression(t=None)`). 12 digits, width 256:
+    the kernel is well conditioned, and 3000 steps shrink the slowest mode by e^-30."""
+    data = digits(n_train=200)
+    spec = MLP(256, depth=1, out_dim=10)
+    n, k = 12, 10
+    probe = _trained_linearisation(spec, data, n, 0.0, 0)
+    lam = np.linalg.eigvalsh(_flat(probe[0]))
+    lr = n * k / lam[-1]              # half the stable step
+    steps = int(np.ceil(30 * lam[-1] / lam[0]))
+    k_tt, k_te, ytr, f0_tr, f0_te, f_lin_te, run = _trained_linearisation(spec, data, n, lr, steps)
+    expected = D.regression(k_tt, k_te, ytr, None, f0_train=f0_tr, f0_test=f0_te, trace_axes=())
+    assert not run.diverged
+    # float32 training: rounding of order 1e-6 relative per step, amplified by the condition number.
+    np.testing.assert_allclose(f_lin_te, expected, atol=1e-3 * np.abs(expected).max())
+
+
+def test_closed_form_at_a_finite_time_uses_the_training_loss_normalisation():
+    """At step t the closed form (gradient flow, loss normalised by y.size = n k) and gradient descent
+    with a small step differ per mode by |(1 - a)^t - exp(-a t)| <= a / (2e) (a = eta lambda / (n k)),
+    times the residual; with a <= 0.02 that is 0.4%. A loss normalised by n alone would be 10x off in
+    time and miss by far more."""
+    data = digits(n_train=200)
+    spec = MLP(256, depth=1, out_dim=10)
+    n, k, steps = 12, 10, 60
+    lam = np.linalg.eigvalsh(_flat(_trained_linearisation(spec, data, n, 0.0, 0)[0]))
+    lr = 0.02 * n * k / lam[-1]
+    k_tt, k_te, ytr, f0_tr, f0_te, f_lin_te, _ = _trained_linearisation(spec, data, n, lr, steps)
+    flow = D.regression(k_tt, k_te, ytr, steps, learning_rate=lr, f0_train=f0_tr, f0_test=f0_te,
+                        trace_axes=())
+    moved = np.abs(flow - f0_te).max()
+    assert moved > 0.05  # the test outputs moved: the comparison has something to resolve
+    np.testing.assert_allclose(f_lin_te, flow, atol=0.01 * moved)
+
+
+def test_quick_preset_is_registered_and_small():
+    from replication.experiments import EXPERIMENTS, load
+
+    assert "digits" in EXPERIMENTS and load("digits") is D
+    quick = D.PRESETS["quick"]
+    assert set(quick.trained) <= set(quick.architectures)
+    for widths in (quick.mlp_widths, quick.cnn_widths):
+        assert np.log10(widths[-1] / widths[0]) >= 2  # two decades of width at least
+    assert dataclasses.replace(quick, seeds=2).seeds == 2
