@@ -11,7 +11,7 @@ PRESET ?= quick
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-EXPERIMENTS := nngp ntk regression mup
+EXPERIMENTS := nngp ntk regression lazy mup
 LIBRARY     := $(wildcard replication/*.py) requirements.lock
 
 .PHONY: all setup test bench clean-reports .FORCE $(EXPERIMENTS)
