@@ -270,7 +270,31 @@ class LimitDynamics:
 # ---------------------------------------------------------------------------
 # The study.
 
-def width_ladders(config: Config, data, limit: LimitDynamics, target: float, mup_lr: float):
+def trained_ladders(config: Config, kernel: bool = True):
+    """The task, its closed-form limit, and NTK-parameterized and muP networks at every width.
+
+    Returns ``(results, limit, data, settings)``: ``results[p][measure]`` of
+    ``train_members`` stacked over widths, shape ``(n_widths, seeds, ...)``,
+    for ``p`` in ``("ntk", "mup")``; ``limit`` the closed-form NTK network's
+    ``LimitDynamics``; ``data = (x_train, y_train, x_test, y_test)``;
+    ``settings`` the target loss, both learning rates, the limit's step count
+    to the target and the NTK networks' step cap. ``kernel=False`` skips the
+    empirical NTK's change.
+    """
+    x_train, y_train, x_test, y_test, _ = task(config)
+    data = (x_train, y_train, x_test, y_test)
+    target = target_loss(config, y_train)
+    spec = spec_of("ntk", config.widths[0], config)
+    with enable_x64():
+        k_train = np.asarray(spec.stax()[2](jnp.asarray(x_train, jnp.float64), None, "ntk"))
+    limit = LimitDynamics.of(spec, x_train, y_train, x_test, ntk_learning_rate(config, k_train))
+    mup_lr = mup_learning_rate(config, x_train)
+    res, t_star, ntk_steps = width_ladders(config, data, limit, target, mup_lr, kernel)
+    settings = {"target": target, "ntk_lr": limit.eta, "mup_lr": mup_lr, "t_star": t_star, "ntk_steps": ntk_steps}
+    return res, limit, data, settings
+
+
+def width_ladders(config: Config, data, limit: LimitDynamics, target: float, mup_lr: float, kernel: bool = True):
     """NTK-parameterized and muP networks at every width, trained to the same loss."""
     x_train, _, x_test, _ = data
     t_star = limit.steps_to(target)
@@ -281,7 +305,7 @@ def width_ladders(config: Config, data, limit: LimitDynamics, target: float, mup
         for w in config.widths:
             keys = jnp.stack([network_key(config.seed, w, s) for s in range(config.seeds)])
             out["ntk"].append(train_members(spec_of("ntk", w, config), keys, data, ntk_opt, target, ntk_steps,
-                                            kernel_inputs=x_test[:config.n_kernel]))
+                                            kernel_inputs=x_test[:config.n_kernel] if kernel else None))
             bar.update()
             spec = spec_of("mup", w, config)
             out["mup"].append(train_members(spec, keys, data, spec.optimizer("sgd", mup_lr), target,
@@ -289,6 +313,20 @@ def width_ladders(config: Config, data, limit: LimitDynamics, target: float, mup
             bar.update()
     stacked = {p: {k: np.stack([r[k] for r in rows]) for k in rows[0]} for p, rows in out.items()}
     return stacked, t_star, ntk_steps
+
+
+def distance_to_limit(results: dict, limit: LimitDynamics, step: int | None = None) -> np.ndarray:
+    """RMS distance of trained networks' test outputs from the limit's, shape ``(n_widths, seeds)``.
+
+    The limit is taken at each network's own stopping step, or at ``step``
+    for all; NaN for a diverged run.
+    """
+    out = np.full(results["steps"].shape, np.nan)
+    for i, s in np.ndindex(out.shape):
+        if not results["diverged"][i, s]:
+            t = results["steps"][i, s] if step is None else step
+            out[i, s] = np.sqrt(np.mean((results["test_outputs"][i, s] - limit.test_outputs(t)) ** 2))
+    return out
 
 
 def _fit_ok(widths, a):
@@ -387,9 +425,7 @@ def quality_section(config: Config, res, limit: LimitDynamics, data, settings):
     e_regression = float(np.mean((limit.regression() - y) ** 2))
     ntk, mup = res["ntk"], res["mup"]
     # The gap to the limit at each network's own stopping step.
-    gap = np.array([[np.sqrt(np.mean((ntk["test_outputs"][i, s] - limit.test_outputs(ntk["steps"][i, s])) ** 2))
-                     if not ntk["diverged"][i, s] else np.nan for s in range(config.seeds)]
-                    for i in range(len(widths))])
+    gap = distance_to_limit(ntk, limit)
     gap_fit, _ = _fit_ok(widths, gap)
 
     def ratio_stats(e):
@@ -551,21 +587,11 @@ and only the output's scale decides whether it learns features.
 
 
 def run(config: Config) -> Report:
-    x_train, y_train, x_test, y_test, _ = task(config)
-    data = (x_train, y_train, x_test, y_test)
-    target = target_loss(config, y_train)
-    spec = spec_of("ntk", config.widths[0], config)
-    with enable_x64():
-        k_train = np.asarray(spec.stax()[2](jnp.asarray(x_train, jnp.float64), None, "ntk"))
-    eta = ntk_learning_rate(config, k_train)
-    limit = LimitDynamics.of(spec, x_train, y_train, x_test, eta)
-    mup_lr = mup_learning_rate(config, x_train)
-    res, t_star, ntk_steps = width_ladders(config, data, limit, target, mup_lr)
+    res, limit, data, settings = trained_ladders(config)
     fits = {k: _fit_ok(config.widths, res["ntk"][k])[0] for k in ("weights", "features", "kernel")}
-    settings = {"target": target, "ntk_lr": eta, "mup_lr": mup_lr, "t_star": t_star, "ntk_steps": ntk_steps}
     c1, s1 = ladder_section(config, res, fits, settings)
     c2, s2, d2 = quality_section(config, res, limit, data, settings)
-    c3, s3, d3 = alpha_section(config, data, target, mup_lr)
+    c3, s3, d3 = alpha_section(config, data, settings["target"], settings["mup_lr"])
     series = {"ladder": {"width": list(config.widths), **settings,
                          **{f"ntk/{k}": res["ntk"][k] for k in ("weights", "features", "kernel", "steps",
                                                                 "diverged", "reached")},
