@@ -36,6 +36,8 @@ $(EXPERIMENTS): %: reports/%.md
 reports/%.md: replication/experiments/%.py $(LIBRARY) $(if $(FORCE),.FORCE) | $(STAMP)
 	$(PY) -m replication run $* --preset $(PRESET) --out reports
 .FORCE:
+# mup's section after training runs lazy's task and ladders.
+reports/mup.md: replication/experiments/lazy.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
