@@ -12,7 +12,7 @@ REPORTS ?= reports
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-EXPERIMENTS := nngp ntk regression mup digits
+EXPERIMENTS := nngp ntk regression lazy mup digits
 
 .PHONY: all setup test bench landing clean-reports $(EXPERIMENTS)
 

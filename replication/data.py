@@ -51,6 +51,32 @@ def sin_cos_target(x) -> jax.Array:
     return jnp.sin(x[:, :1]) + jnp.cos(x[:, 1:2])
 
 
+def single_index(key_direction: jax.Array, key_train: jax.Array, key_test: jax.Array,
+                 n_train: int, n_test: int, dim: int):
+    """A target that depends on one direction of high-dimensional inputs: ``y = g(<u, x>)``.
+
+    ``x`` uniform on the sphere of radius ``sqrt(dim)`` (``sphere_inputs``),
+    ``u`` a uniformly random unit vector, so ``z = <u, x>`` has mean 0 and
+    variance 1 (nearly standard normal for large ``dim``), and
+    ``g(z) = (relu(z) - 1 / sqrt(2 pi)) / sqrt(1/2 - 1 / (2 pi))``: one ReLU
+    unit, centred and scaled to mean 0 and variance 1 for ``z ~ N(0, 1)``.
+    The direction and the two input sets come from the three keys given.
+    Returns ``x_train (n_train, dim)``, ``y_train (n_train, 1)``,
+    ``x_test``, ``y_test`` and ``u (dim,)``.
+    """
+    u = jax.random.normal(key_direction, (dim,))
+    u = u / jnp.linalg.norm(u)
+    x_train, x_test = sphere_inputs(key_train, n_train, dim), sphere_inputs(key_test, n_test, dim)
+    return x_train, single_index_target(x_train, u), x_test, single_index_target(x_test, u), u
+
+
+def single_index_target(x, u) -> jax.Array:
+    """``g(<u, x>)`` of ``single_index``, shape ``(n, 1)``."""
+    z = jnp.asarray(x) @ u
+    g = (jax.nn.relu(z) - (2 * jnp.pi) ** -0.5) / jnp.sqrt(0.5 - 0.5 / jnp.pi)
+    return g[:, None]
+
+
 class Digits(NamedTuple):
     """The 8x8 digits split once into training and test images, ready for regression.
 

@@ -191,3 +191,77 @@ def linearized(apply_fn: Callable) -> Callable:
         return f0 + df
 
     return f_lin
+
+
+class Stopped(NamedTuple):
+    """The result of ``fit_to_loss``: the parameters where training stopped, and why."""
+
+    params: Any
+    steps: jax.Array         # updates taken
+    loss: jax.Array          # the loss of ``params``
+    diverged: jax.Array      # True if the loss became NaN or infinite
+
+
+def fit_to_loss(loss_fn: Callable[..., jax.Array], params: Any,
+                optimizer: optax.GradientTransformation, target, max_steps: int, *,
+                args: tuple = ()) -> Stopped:
+    """Full-batch optax updates of ``loss_fn(params, *args)`` until the loss is ``<= target``.
+
+    Training stops at the first parameters whose loss is at most ``target``,
+    after ``max_steps`` updates, or when the loss becomes NaN or infinite
+    (``diverged``); ``loss > target`` on return means the target was not
+    reached. One ``lax.while_loop``: under ``jax.vmap`` (``fit_to_loss_ensemble``)
+    it runs until the last member stops, each member frozen from its own stop.
+    ``target`` is traced, so changing it does not recompile; the program is
+    cached on ``loss_fn``, ``optimizer``, ``max_steps`` and shapes, as ``fit``.
+    """
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+    return _fit_to_loss(params, tuple(args), jnp.asarray(target, jnp.float32), loss_fn=loss_fn,
+                        optimizer=optimizer, max_steps=int(max_steps))
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "max_steps"))
+def _fit_to_loss(params, args, target, *, loss_fn, optimizer, max_steps) -> Stopped:
+    value_and_grad = jax.value_and_grad(loss_fn)
+
+    def going(carry):
+        _, _, t, loss, _ = carry
+        return (t < max_steps) & (loss > target) & jnp.isfinite(loss)
+
+    def step(carry):
+        p, state, t, _, grads = carry
+        updates, state = optimizer.update(grads, state, p)
+        p = optax.apply_updates(p, updates)
+        loss, grads = value_and_grad(p, *args)
+        return p, state, t + 1, loss, grads
+
+    loss, grads = value_and_grad(params, *args)
+    p, _, t, loss, _ = jax.lax.while_loop(
+        going, step, (params, optimizer.init(params), jnp.zeros((), jnp.int32), loss, grads))
+    return Stopped(p, t, loss, ~jnp.isfinite(loss))
+
+
+def fit_to_loss_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
+                         optimizer: optax.GradientTransformation, target, max_steps: int, *,
+                         member_args: tuple = (), args: tuple = ()) -> Stopped:
+    """``fit_to_loss`` for a stack of parameter sets, in one vmapped program.
+
+    The loss is ``loss_fn(params, *member_args, *args)``: ``member_args`` are
+    stacked like the parameters (one entry per member, e.g. each member's
+    initial outputs), ``args`` are shared. Every field of the result gains
+    the members' leading axis.
+    """
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+    return _fit_to_loss_ensemble(stacked_params, tuple(member_args), tuple(args),
+                                 jnp.asarray(target, jnp.float32), loss_fn=loss_fn, optimizer=optimizer,
+                                 max_steps=int(max_steps))
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "max_steps"))
+def _fit_to_loss_ensemble(stacked, member_args, args, target, *, loss_fn, optimizer, max_steps) -> Stopped:
+    def one(p, m):
+        return _fit_to_loss(p, (*m, *args), target, loss_fn=loss_fn, optimizer=optimizer, max_steps=max_steps)
+
+    return jax.vmap(one)(stacked, member_args)

@@ -40,12 +40,12 @@ def test_bad_input_from_the_shell(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "replication: error: unknown experiment 'nope'; allowed: nngp, ntk, regression, mup, digits"]
+        "replication: error: unknown experiment 'nope'; allowed: nngp, ntk, regression, lazy, mup, digits"]
 
 
 def test_list(capsys):
     assert main(["list"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["nngp", "ntk", "regression", "mup", "digits"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["nngp", "ntk", "regression", "lazy", "mup", "digits"]
 
 
 def test_run_writes_report_and_sidecar(tmp_path, capsys, monkeypatch):

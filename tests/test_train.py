@@ -129,3 +129,29 @@ def test_fit_compiles_once_per_shape_for_the_same_loss_and_optimizer():
     fit(lambda p, x, y: mse(wide.apply(p, x), y), wide.init(jax.random.PRNGKey(0), x), opt, 5, args=(x, y))
     fit(loss, spec.flax().init(jax.random.PRNGKey(0), x[:4]), opt, 5, args=(x[:4], y[:4]))
     assert len(traces) == 2
+
+
+def test_fit_to_loss_stops_at_the_first_step_below_the_target():
+    """A linear model on one point: the residual shrinks by exactly (1 - eta) per step (mse's
+    1/2 mean and f = w with x = 1), so the loss after t steps is r0^2 (1 - eta)^(2t) / 2 and the
+    stopping step is known in closed form; float32 rounding can only matter at an exact tie,
+    which these numbers avoid."""
+    from replication.train import fit_to_loss, fit_to_loss_ensemble
+
+    loss = lambda w, y: mse(w, y)  # noqa: E731
+    eta, target = 0.1, 1e-3
+    y = jnp.ones((1, 1))
+    stopped = fit_to_loss(loss, jnp.zeros((1, 1)), optax.sgd(eta), target, 1000, args=(y,))
+    expected = int(np.ceil(np.log(2 * target) / (2 * np.log(1 - eta))))
+    assert int(stopped.steps) == expected
+    assert float(stopped.loss) <= target < float(loss(jnp.full((1, 1), 1 - (1 - eta) ** (expected - 1)), y))
+    capped = fit_to_loss(loss, jnp.zeros((1, 1)), optax.sgd(eta), target, 5, args=(y,))
+    assert int(capped.steps) == 5 and float(capped.loss) > target and not bool(capped.diverged)
+    # An ensemble: each member stops at its own step, one diverges (step 2.5: residual x -1.5 per
+    # step, to overflow) and is recorded, not raised.
+    members = fit_to_loss_ensemble(lambda w, y0, y: mse(w, y0 * y), jnp.zeros((3, 1, 1)), optax.sgd(eta),
+                                   target, 10**4, member_args=(jnp.array([1.0, 4.0, 1.0]),), args=(y,))
+    assert [int(s) for s in members.steps[:2]] == [expected,
+                                                   int(np.ceil(np.log(2 * target / 16) / (2 * np.log(1 - eta))))]
+    unstable = fit_to_loss(loss, jnp.zeros((1, 1)), optax.sgd(2.5), target, 10**4, args=(y,))
+    assert bool(unstable.diverged) and int(unstable.steps) < 10**4
