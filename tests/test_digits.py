@@ -186,7 +186,64 @@ def test_quick_preset_is_registered_and_small():
 
     assert "digits" in EXPERIMENTS and load("digits") is D
     quick = D.PRESETS["quick"]
-    assert set(quick.trained) <= set(quick.architectures)
-    for widths in (quick.mlp_widths, quick.cnn_widths):
-        assert np.log10(widths[-1] / widths[0]) >= 2  # two decades of width at least
+    assert set(quick.trained) == set(quick.architectures)  # every architecture is trained
+    assert set(quick.linearise) <= set(quick.trained)
+    assert np.log10(quick.mlp_widths[-1] / quick.mlp_widths[0]) >= 2  # two decades of width at least
+    # Depth 2 and 3 (cost width^2 per step) and the CNN (channels) on a shorter ladder, a factor 64
+    # at least: three doublings of the gap's width^(-1/2) halving, enough to fit a slope.
+    for name in ("mlp-2", "mlp-3", "cnn-flatten", "cnn-gap"):
+        widths = D.widths_of(name, quick)
+        assert widths[-1] / widths[0] >= 64, (name, widths)
+    full = D.PRESETS["full"]
+    assert set(full.linearise) == set(full.trained) == set(D.ARCHITECTURES)
     assert dataclasses.replace(quick, seeds=2).seeds == 2
+
+
+@pytest.mark.parametrize("readout", ["flatten", "gap"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cnn_on_patches_is_the_same_network(readout, depth):
+    """The CNN trained on patches computes the Flax network's outputs and gradients for the same
+    parameters (drawn by the Flax module's own init, so the parameter law is the module's): equal to
+    float32 rounding of sums of a few hundred terms. Three input channels check the patches' (C, k, k)
+    order against the filters' HWIO layout."""
+    x = jnp.asarray(digits(n_train=200).x_train[:6])
+    x = jnp.concatenate([x, -0.5 * x, x ** 2], axis=-1)
+    spec = CNN(8, depth=depth, readout=readout, out_dim=10)
+    module = spec.flax()
+    params = module.init(jax.random.PRNGKey(3), x)
+    on_patches = D.apply_on_patches(spec)
+    p = D.patches(spec, x)
+    direct, fast = module.apply(params, x), on_patches(params, p)
+    np.testing.assert_allclose(fast, direct, rtol=1e-5, atol=1e-5 * float(jnp.abs(direct).max()))
+    y = jnp.asarray(digits(n_train=200).y_train[:6])
+    g_direct = jax.grad(lambda q: mse(module.apply(q, x), y))(params)
+    g_fast = jax.grad(lambda q: mse(on_patches(q, p), y))(params)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_direct)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def _small_sweep(name, widths, lr_fraction, steps=40):
+    data = digits(n_train=50, n_test=50)
+    spec = D.spec_of(name, widths[0], D.Config())
+    kernels = D.closed_form_kernels(spec, D.inputs_of(spec, data.x_train), D.inputs_of(spec, data.x_test), 50)
+    n, k = data.y_train.shape
+    lr = lr_fraction * 2 * n * k / np.linalg.eigvalsh(kernels["ntk"][0])[-1]
+    return D.train_networks(spec, widths, 2, 0, data, kernels, lr, steps, linearise=True)
+
+
+@pytest.mark.parametrize("name", ["mlp-1", "cnn-gap"])
+def test_gap_split_parts_bound_the_gap(name):
+    """Network vs closed form <= network vs its linearisation + linearisation vs closed form: the
+    triangle inequality of the RMS norm, per network; and both parts are measured (not NaN)."""
+    m = _small_sweep(name, (64, 256) if name.startswith("mlp") else (8, 32), 0.5)
+    assert not np.any(m["diverged"]) and not np.any(m["diverged_linear"])
+    assert np.all(np.isfinite(m["rmse_nonlinear"])) and np.all(np.isfinite(m["rmse_linear"]))
+    assert np.all(m["rmse"] <= m["rmse_nonlinear"] + m["rmse_linear"] + 1e-6)
+
+
+def test_a_linearisation_past_its_stable_step_is_recorded_as_diverged():
+    """At 4x the closed-form kernel's stable step the linearisation (a quadratic loss) grows along its
+    top modes within 40 steps; it is flagged and its gap is not a measurement (NaN)."""
+    m = _small_sweep("mlp-1", (64,), 4.0)
+    assert np.all(m["diverged_linear"] == 1)
+    assert np.all(np.isnan(m["rmse_linear"])) and np.all(np.isnan(m["rmse_nonlinear"]))
