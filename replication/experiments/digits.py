@@ -561,11 +561,16 @@ descent's departure from gradient flow is bounded above, so neither flattens it.
         name: (m["width"], m["rmse"], fits[name]) for name, m in trained.items()
         if np.all(np.isfinite(m["rmse"]))}}
     for name, m in trained.items():
-        if "rmse_linear" in m and all(np.all(np.isfinite(m[p])) for p in ("rmse", "rmse_nonlinear", "rmse_linear")):
-            panels[f"{name}: the gap split"] = {
-                "trained vs closed form": (m["width"], m["rmse"], fits[name]),
-                "trained vs its linearisation": (m["width"], m["rmse_nonlinear"], m["fit_rmse_nonlinear"]),
-                "linearisation vs closed form": (m["width"], m["rmse_linear"], m["fit_rmse_linear"])}
+        if "rmse_linear" not in m:
+            continue
+        # Widths where every part is measured (a diverged linearisation leaves NaN).
+        ok = np.all([np.all(np.isfinite(m[p]), axis=1) for p in ("rmse", "rmse_nonlinear", "rmse_linear")], axis=0)
+        if ok.sum() >= 2:
+            w_ok = np.asarray(m["width"])[ok]
+            panels[f"{name}: the gap split (widths without a diverged run)"] = {
+                "trained vs closed form": (w_ok, m["rmse"][ok], None),
+                "trained vs its linearisation": (w_ok, m["rmse_nonlinear"][ok], m["fit_rmse_nonlinear"]),
+                "linearisation vs closed form": (w_ok, m["rmse_linear"][ok], m["fit_rmse_linear"])}
     figure = loglog_figure(
         panels,
         xlabel="width (channels for the CNN)", ylabel="RMS difference of test outputs",
