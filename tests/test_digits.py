@@ -12,7 +12,7 @@ from replication.arch import CNN, MLP
 from replication.data import centred_one_hot, digits
 from replication.experiments import digits as D
 from replication.kernels import empirical_ntk
-from replication.train import fit, linearized, mse
+from replication.train import centred, fit, linearized, mse, mse_loss
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +222,13 @@ def test_cnn_on_patches_is_the_same_network(readout, depth):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-def _small_sweep(name, widths, lr_fraction, steps=40):
+def _small_sweep(name, widths, lr_fraction, steps=40, linearise=True, centre=()):
     data = digits(n_train=50, n_test=50)
     spec = D.spec_of(name, widths[0], D.Config())
     kernels = D.closed_form_kernels(spec, D.inputs_of(spec, data.x_train), D.inputs_of(spec, data.x_test), 50)
     n, k = data.y_train.shape
     lr = lr_fraction * 2 * n * k / np.linalg.eigvalsh(kernels["ntk"][0])[-1]
-    return D.train_networks(spec, widths, 2, 0, data, kernels, lr, steps, linearise=True)
+    return D.train_networks(spec, widths, 2, 0, data, kernels, lr, steps, linearise=linearise, centre=centre)
 
 
 @pytest.mark.parametrize("name", ["mlp-1", "cnn-gap"])
@@ -247,3 +247,54 @@ def test_a_linearisation_past_its_stable_step_is_recorded_as_diverged():
     m = _small_sweep("mlp-1", (64,), 4.0)
     assert np.all(m["diverged_linear"] == 1)
     assert np.all(np.isnan(m["rmse_linear"])) and np.all(np.isnan(m["rmse_nonlinear"]))
+
+
+@pytest.mark.parametrize("name", ["mlp-2", "cnn-flatten"])
+def test_centred_network_is_zero_at_init_with_the_uncentred_ntk(name):
+    """f(x; theta) - f(x; theta_0) is exactly zero at theta_0 (the same program on the same numbers,
+    subtracted from itself), and its Jacobian is f's at every theta, so its empirical NTK (full, with the
+    output blocks) equals f's: at init and at a moved theta, to float32 rounding of the contraction."""
+    spec = D.spec_of(name, 16, D.Config())
+    module = spec.flax()
+    x = jnp.asarray(D.inputs_of(spec, digits(n_train=200).x_train[:6]))
+    params0 = module.init(jax.random.PRNGKey(1), x)
+    f_c = centred(module.apply)
+    assert np.all(np.asarray(f_c(params0, params0, x)) == 0)
+    moved = jax.tree_util.tree_map(lambda a: a + 0.1 * jnp.sign(a + 0.3), params0)
+    assert np.abs(np.asarray(f_c(moved, params0, x))).max() > 0.1  # it is not identically zero
+    ntk = lambda f: nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
+    for params in (params0, moved):
+        k = np.asarray(ntk(module.apply)(x, None, params))
+        k_c = np.asarray(ntk(lambda p, x: f_c(p, params0, x))(x, None, params))
+        np.testing.assert_allclose(k_c, k, rtol=1e-5, atol=1e-6 * np.abs(k).max())
+
+
+def test_centred_network_trained_is_the_network_on_shifted_targets():
+    """mse(f(theta) - f(theta_0), y) = mse(f(theta), y + f(theta_0)) as functions of theta, so gradient
+    descent on either takes the same steps: the sweep's shortcut (train f on shifted targets, subtract
+    f(theta_0) at test time) is the centred network, to float32 rounding over 50 steps."""
+    data = digits(n_train=50, n_test=50)
+    spec = MLP(128, depth=2, out_dim=10)
+    module = spec.flax()
+    xtr, xte = (jnp.asarray(D.Digits.flat(x)) for x in (data.x_train, data.x_test))
+    ytr = jnp.asarray(data.y_train)
+    params0 = module.init(jax.random.PRNGKey(2), xtr)
+    f_c = centred(module.apply)
+    opt = optax.sgd(1.0)
+    direct = fit(lambda p, p0, x, y: mse(f_c(p, p0, x), y), params0, opt, 50, args=(params0, xtr, ytr))
+    shifted = fit(mse_loss(module.apply), params0, opt, 50, args=(xtr, ytr + module.apply(params0, xtr)))
+    out_direct = np.asarray(f_c(direct.params, params0, xte))
+    out_shifted = np.asarray(module.apply(shifted.params, xte) - module.apply(params0, xte))
+    assert float(direct.losses[-1]) < 0.5 * float(direct.losses[0])  # it trained
+    np.testing.assert_allclose(out_shifted, out_direct, atol=1e-4 * np.abs(out_direct).max())
+
+
+def test_centred_networks_approach_the_ntk_mean_predictor_with_width():
+    """Centred networks start at zero outputs, so their closed-form limit is the NTK mean predictor at
+    the same step, whose gap falls as width^(-1/2): 16x the width should cut it by 4; demanded 2 (2 seeds,
+    as in the empirical-NTK test above)."""
+    m = _small_sweep("mlp-1", (64, 1024), 0.5, linearise=False, centre=(64, 1024))
+    assert not np.any(m["diverged_centred"])
+    gap = np.exp(np.mean(np.log(m["rmse_centred"]), axis=1))
+    assert gap[1] < gap[0] / 2, gap
+    assert m["mean_prediction"].shape == (50, 10)
