@@ -47,7 +47,7 @@ landing: | $(STAMP)
 	@$(PY) -m replication landing --out $(REPORTS) >/dev/null
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Benchmarks are measurements, not build products of the code alone: always rerun.
 bench: $(STAMP)

@@ -12,7 +12,7 @@ from replication.arch import CNN, MLP
 from replication.data import centred_one_hot, digits
 from replication.experiments import digits as D
 from replication.kernels import empirical_ntk
-from replication.train import centred, fit, linearized, mse, mse_loss
+from replication.train import fit, linearized, mse, mse_loss
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_centred_network_is_zero_at_init_with_the_uncentred_ntk(name):
     module = spec.flax()
     x = jnp.asarray(D.inputs_of(spec, digits(n_train=200).x_train[:6]))
     params0 = module.init(jax.random.PRNGKey(1), x)
-    f_c = centred(module.apply)
+    f_c = D.centred(module.apply)
     assert np.all(np.asarray(f_c(params0, params0, x)) == 0)
     moved = jax.tree_util.tree_map(lambda a: a + 0.1 * jnp.sign(a + 0.3), params0)
     assert np.abs(np.asarray(f_c(moved, params0, x))).max() > 0.1  # it is not identically zero
@@ -279,7 +279,7 @@ def test_centred_network_trained_is_the_network_on_shifted_targets():
     xtr, xte = (jnp.asarray(D.Digits.flat(x)) for x in (data.x_train, data.x_test))
     ytr = jnp.asarray(data.y_train)
     params0 = module.init(jax.random.PRNGKey(2), xtr)
-    f_c = centred(module.apply)
+    f_c = D.centred(module.apply)
     opt = optax.sgd(1.0)
     direct = fit(lambda p, p0, x, y: mse(f_c(p, p0, x), y), params0, opt, 50, args=(params0, xtr, ytr))
     shifted = fit(mse_loss(module.apply), params0, opt, 50, args=(xtr, ytr + module.apply(params0, xtr)))
