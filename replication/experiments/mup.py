@@ -569,4 +569,5 @@ def run(config: Config) -> Report:
     return Report(experiment="mup",
                   title="muP learns features at every width, and its learning rate transfers",
                   summary=__doc__.split("\n\n", 1)[1], claims=claims, sections=sections, series=series,
-                  precision="float32 networks; neural-tangents' NNGP in float32")
+                  precision="float32 networks and neural-tangents' NNGP; the closed-form NTK gradient "
+                            "descent the trained networks are compared with in float64")
