@@ -6,6 +6,7 @@ rewritten only when its content changes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,8 +15,7 @@ from replication.report import Claim, anchor, fmt, markdown_table
 
 # The order reports appear in; any other sidecar found follows, by name.
 ORDER = ("nngp", "ntk", "regression", "lazy", "mup", "digits", "performance")
-_CLAIM_FIELDS = ("id", "statement", "prediction", "expected", "measured", "ci", "tolerance",
-                 "section", "relation")
+_CLAIM_FIELDS = tuple(f.name for f in dataclasses.fields(Claim))
 
 
 def _sidecars(out: Path) -> list[dict]:
