@@ -22,9 +22,11 @@ spec. Inputs are ``(n, d)`` for ``MLP`` and ``(n, H, W, C)`` images for ``CNN``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -102,6 +104,8 @@ class AffineLayer(nn.Module):
 
     Kernel shape ``kernel_size + (fan_in_channels, features)`` (Flax and stax
     agree: ``(in, out)`` for dense, HWIO for conv); bias shape ``(features,)``.
+    ``feature_major=True`` (dense only): ``x`` is ``(fan_in, n)`` and so is
+    the output, ``(features, n)``; the same function, see ``Network``.
     """
 
     features: int
@@ -113,10 +117,11 @@ class AffineLayer(nn.Module):
     role: str = "hidden"
     width_ratio: float = 1.0
     zero_init: bool = False
+    feature_major: bool = False
 
     @nn.compact
     def __call__(self, x):
-        in_channels = x.shape[-1]
+        in_channels = x.shape[0] if self.feature_major else x.shape[-1]
         fan_in = in_channels * math.prod(self.kernel_size)
         s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in, self.role,
                            self.width_ratio)
@@ -126,18 +131,26 @@ class AffineLayer(nn.Module):
         if self.kernel_size:
             y = lax.conv_general_dilated(x, w, (1,) * len(self.kernel_size), "SAME",
                                          dimension_numbers=_CONV_DIMS)
+        elif self.feature_major:
+            y = lax.dot_general(w, x, (((0,), (0,)), ((), ())))  # w^T x
         else:
             y = x @ w
         y = s.weight_multiplier * y
         if self.b_std is not None:
             beta = self.param("bias", nn.initializers.normal(s.bias_init_std),
                               (self.features,), self.param_dtype)
-            y = y + s.bias_multiplier * beta
+            y = y + s.bias_multiplier * (beta[:, None] if self.feature_major else beta)
         return y
 
 
 class Network(nn.Module):
-    """The Flax network of a spec; ``readout_input=True`` stops before the readout."""
+    """The Flax network of a spec; ``readout_input=True`` stops before the readout.
+
+    Inputs and outputs are batch-major, ``(n, ...)``. Inside
+    ``training_layout()``, a network of dense layers only (``MLP``) carries
+    its activations feature-major, ``(width, n)``: the same function, in the
+    layout that XLA's CPU backend differentiates fastest (see there).
+    """
 
     spec: "MLP | CNN"
     param_dtype: Any = jnp.float32
@@ -145,20 +158,53 @@ class Network(nn.Module):
     @nn.compact
     def __call__(self, x, readout_input: bool = False):
         spec = self.spec
+        feature_major = getattr(_LAYOUT, "feature_major", False) and all(
+            not (isinstance(layer, Affine) and layer.kernel_size) for layer in spec.layers)
+        if feature_major:
+            x = x.T
         for layer in spec.layers:
             if isinstance(layer, Affine):
                 if readout_input and layer.name == "readout":
-                    return x
+                    return x.T if feature_major else x
                 x = AffineLayer(layer.features, layer.kernel_size, spec.W_std, spec.b_std,
                                 spec.parameterization, self.param_dtype, layer.role, spec.width_ratio,
-                                spec.zero_readout and layer.role == "readout", name=layer.name)(x)
+                                spec.zero_readout and layer.role == "readout", feature_major,
+                                name=layer.name)(x)
             elif isinstance(layer, Nonlinearity):
                 x = ACTIVATIONS[layer.name].fn(x)
             elif layer.kind == "flatten":
                 x = x.reshape(x.shape[0], -1)
             else:
                 x = x.mean(axis=tuple(range(1, x.ndim - 1)))
-        return x
+        return x.T if feature_major else x
+
+
+_LAYOUT = threading.local()
+
+
+@contextlib.contextmanager
+def training_layout():
+    """Trace ``MLP`` networks with feature-major activations while this is active.
+
+    A layout, not a different network: parameters, shapes and results are
+    unchanged (up to float rounding). It pays where a network is
+    differentiated. The gradient of ``x @ w`` with respect to ``x`` is
+    ``delta @ w.T``, whose ``(n, width)`` result this jaxlib computes at a
+    fraction of the speed of ``w @ delta`` (measured: 520 ms against 28 ms
+    for ``(4, 10000) @ (10000, 10000).T``); feature-major, the backward pass
+    is ``w @ delta``, and training steps at widths 1024 to 10000 take 1.5 to
+    2.2 times less time. The forward pass alone, and the empirical NTK, are
+    faster batch-major (a width-8192 NNGP 3.7x, its NTK 2.2x), which is why
+    this is not the default: ``replication.train`` enters it around
+    everything it compiles. It takes effect when a function is traced, so a
+    function compiled outside keeps its layout inside.
+    """
+    previous = getattr(_LAYOUT, "feature_major", False)
+    _LAYOUT.feature_major = True
+    try:
+        yield
+    finally:
+        _LAYOUT.feature_major = previous
 
 
 @functools.lru_cache(maxsize=256)

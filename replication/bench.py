@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from replication.arch import CNN, MLP
+from replication.arch import CNN, MLP, training_layout
 from replication.data import sphere_inputs
 from replication.kernels import closed_form, empirical_ntk
 from replication.report import Claim, Report, Section, fmt, markdown_table
@@ -144,11 +144,12 @@ def ensemble_study(config: Config):
 
         def step_loop():
             out = []
-            for p in members:
-                state = opt.init(p)
-                for _ in range(T):
-                    p, state, l = step(p, state, x, y)
-                out.append(l)
+            with training_layout():  # the layout `fit` traces its steps in
+                for p in members:
+                    state = opt.init(p)
+                    for _ in range(T):
+                        p, state, l = step(p, state, x, y)
+                    out.append(l)
             return out
 
         times["step_loop"].append(best_time(step_loop, config.ensemble_repeats))

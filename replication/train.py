@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from replication.arch import training_layout
+
 
 def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """``1/2 mean((predictions - targets)^2)`` over every entry."""
@@ -75,8 +77,9 @@ def fit(loss_fn: Callable[..., jax.Array], params: Any,
     every = record_every or max(steps, 1)
     if steps % every:
         raise ValueError(f"record_every={every} must divide steps={steps}")
-    return _fit(params, tuple(args), loss_fn=loss_fn, optimizer=optimizer, steps=steps, every=every,
-                record=record or _no_record)
+    with training_layout():
+        return _fit(params, tuple(args), loss_fn=loss_fn, optimizer=optimizer, steps=steps, every=every,
+                    record=record or _no_record)
 
 
 def _no_record(params, *args):
@@ -135,7 +138,8 @@ def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
     runs = []
     for start in range(0, members, chunk):
         part = jax.tree_util.tree_map(lambda a: a[start:start + chunk], stacked_params)
-        runs.append(program(_shard(part, devices), tuple(args)))
+        with training_layout():
+            runs.append(program(_shard(part, devices), tuple(args)))
     if len(runs) == 1:
         return runs[0]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *runs)
@@ -217,8 +221,9 @@ def fit_to_loss(loss_fn: Callable[..., jax.Array], params: Any,
     """
     if max_steps < 0:
         raise ValueError(f"max_steps must be >= 0, got {max_steps}")
-    return _fit_to_loss(params, tuple(args), jnp.asarray(target, jnp.float32), loss_fn=loss_fn,
-                        optimizer=optimizer, max_steps=int(max_steps))
+    with training_layout():
+        return _fit_to_loss(params, tuple(args), jnp.asarray(target, jnp.float32), loss_fn=loss_fn,
+                            optimizer=optimizer, max_steps=int(max_steps))
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "max_steps"))
@@ -254,9 +259,10 @@ def fit_to_loss_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
     """
     if max_steps < 0:
         raise ValueError(f"max_steps must be >= 0, got {max_steps}")
-    return _fit_to_loss_ensemble(stacked_params, tuple(member_args), tuple(args),
-                                 jnp.asarray(target, jnp.float32), loss_fn=loss_fn, optimizer=optimizer,
-                                 max_steps=int(max_steps))
+    with training_layout():
+        return _fit_to_loss_ensemble(stacked_params, tuple(member_args), tuple(args),
+                                     jnp.asarray(target, jnp.float32), loss_fn=loss_fn, optimizer=optimizer,
+                                     max_steps=int(max_steps))
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "max_steps"))
