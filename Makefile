@@ -52,8 +52,9 @@ $(EXPERIMENTS): | $(STAMP)
 landing: | $(STAMP)
 	@$(PY) -m replication landing --out $(REPORTS) >/dev/null
 
+# Tests are shared among JOBS worker processes (pytest-xdist); an idle one takes over pending tests of a busy one.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(JOBS) --dist worksteal --durations=15
 
 # Benchmarks are measurements, not build products of the code alone: always rerun.
 bench: $(STAMP)

@@ -32,6 +32,8 @@ import os
 
 import jax
 
+from replication.host_memory import free_held_bytes
+
 BYTES = 4                 # float32
 KERNEL_ARRAYS = 8         # NNGP, NTK and up to six temporaries of their shape per pair
 BUDGET_FRACTION = 0.5     # of the memory available when the estimate is made
@@ -46,7 +48,11 @@ def gib(n: float) -> str:
 
 
 def available_bytes(device=None) -> int:
-    """Memory free now: the accelerator's (``memory_stats``) or, on CPU, the machine's."""
+    """Memory free now: the accelerator's (``memory_stats``) or, on CPU, the machine's.
+
+    On CPU this counts the memory this process's allocator holds free for
+    reuse (``replication.host_memory``) as available, as it is to this process.
+    """
     device = device or jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
@@ -55,10 +61,10 @@ def available_bytes(device=None) -> int:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024 + free_held_bytes()
     except OSError:
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") + free_held_bytes()
 
 
 def default_budget() -> int:

@@ -131,14 +131,20 @@ _DETERMINISM = textwrap.dedent("""
 
 
 def test_the_same_run_twice_gives_identical_numbers(tmp_path):
-    """Two processes, same preset and seed: every JSON number equal, wall time aside."""
+    """Two processes, same preset and seed, run side by side: every JSON number equal, wall time aside."""
+    procs = {name: subprocess.Popen([sys.executable, "-c", _DETERMINISM, str(tmp_path / name)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")}
     sides = []
-    for name in ("a", "b"):
-        proc = subprocess.run([sys.executable, "-c", _DETERMINISM, str(tmp_path / name)],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        side = json.loads((tmp_path / name / "mup.json").read_text())
-        assert side.pop("seconds") > 0
-        sides.append(side)
+    try:
+        for name, proc in procs.items():
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            side = json.loads((tmp_path / name / "mup.json").read_text())
+            assert side.pop("seconds") > 0
+            sides.append(side)
+    finally:
+        for proc in procs.values():
+            proc.kill()
     assert sides[0] == sides[1]
     assert sides[0]["claims"] and all(c["id"].startswith("mup_") for c in sides[0]["claims"])

@@ -8,10 +8,10 @@ from scipy import stats
 
 from replication.arch import CNN, MLP
 from replication.data import sphere_inputs
-from replication.kernels import (closed_form, empirical_nngp, empirical_ntk,
+from replication.kernels import (closed_form, empirical_nngp, empirical_ntk, empirical_ntk_row,
                                  monte_carlo_nngp)
 from replication.stats import fit_power_law, relative_frobenius_error
-from specs import SPECS, inputs_for, spec_id
+from specs import CNN_SPECS, MLP_SPECS, SPECS, inputs_for, spec_id
 
 
 def init_many(spec, x, key, n, param_dtype=jnp.float32):
@@ -98,6 +98,22 @@ def test_structured_derivatives_equal_jacobian_contraction(spec):
             for slow in ("jacobian", "ntk_vector_products"):
                 ref = empirical_ntk(module.apply, params, a, b, implementation=slow)
                 assert relative_frobenius_error(fast, ref) <= 1e-6, slow
+
+
+@pytest.mark.parametrize("spec", MLP_SPECS[::7] + CNN_SPECS[::3] + [MLP(8, 2, "erf", out_dim=3)],
+                         ids=spec_id)
+def test_ntk_row_by_forward_mode_equals_the_kernel(spec):
+    """Theta(x0, x) as one JVP along grad f(x0) per output: the same kernel (float64, 1e-10)."""
+    with enable_x64():
+        x = inputs_for(spec, jax.random.PRNGKey(0), 5).astype(jnp.float64)
+        module = spec.flax(jnp.float64)
+        params = module.init(jax.random.PRNGKey(2), x)
+        row = empirical_ntk_row(module.apply, params, x[:1], x)
+        ref = empirical_ntk(module.apply, params, x[:1], x, implementation="jacobian")[0]
+        assert row.shape == (5,)
+        np.testing.assert_allclose(row, ref, rtol=1e-10)
+    with pytest.raises(ValueError, match="one point"):
+        empirical_ntk_row(module.apply, params, x[:2], x)
 
 
 def test_blocked_ntk_equals_one_block():

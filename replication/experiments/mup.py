@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from replication.arch import MLP
+from replication.arch import MLP, training_layout
 from replication.data import sphere_inputs
 from replication.kernels import empirical_ntk, empirical_nngp
 from replication.report import Claim, Figure, Report, Section, fmt, loglog_figure, markdown_table
@@ -112,15 +112,24 @@ def layer_outputs(module, params, x) -> dict:
 
 @lru_cache(maxsize=None)
 def _coord_fns(module):
-    def loss(p, p0, x, y):
+    """The loss, the record (given the layer outputs ``h0`` at init) and the function giving ``h0``."""
+    def loss(p, h0, x, y):
         return mse(module.apply(p, x), y)
 
-    def record(p, p0, x, y):
-        now, then = layer_outputs(module, p, x), layer_outputs(module, p0, x)
-        return {k: jnp.stack([jnp.mean(jnp.abs(now[k])), jnp.mean(jnp.abs(now[k] - then[k]))])
+    def record(p, h0, x, y):
+        now = layer_outputs(module, p, x)
+        return {k: jnp.stack([jnp.mean(jnp.abs(now[k])), jnp.mean(jnp.abs(now[k] - h0[k]))])
                 for k in now}
 
-    return loss, record
+    # fit traces ``record`` in training_layout, where an MLP's layer outputs are (width, n): h0 is
+    # taken in the same layout (only ever called inside it, so its compiled program is that one).
+    h0 = jax.jit(lambda p, x: layer_outputs(module, p, x))
+
+    def outputs(p, x):
+        with training_layout():
+            return h0(p, x)
+
+    return loss, record, outputs
 
 
 def coordinate_check(config: Config, x, y, parameterization: str, lr: float) -> dict:
@@ -130,11 +139,12 @@ def coordinate_check(config: Config, x, y, parameterization: str, lr: float) -> 
         spec = spec_of(parameterization, width, config.coord_depth, config.coord_base_width, config,
                        zero_readout=parameterization == "mup")
         module = spec.flax()
-        loss, record = _coord_fns(module)
+        loss, record, outputs = _coord_fns(module)
         opt = spec.optimizer("sgd", lr)
         for s in range(config.coord_seeds):
             p0 = module.init(network_key(config.seed, width, s), x)
-            run = fit(loss, p0, opt, config.coord_steps, record=record, record_every=1, args=(p0, x, y))
+            run = fit(loss, p0, opt, config.coord_steps, record=record, record_every=1,
+                      args=(outputs(p0, x), x, y))
             for k, v in run.records.items():
                 out.setdefault(k, np.full((len(config.coord_widths), config.coord_seeds,
                                            config.coord_steps + 1, 2), np.nan))[i, s] = np.asarray(v)

@@ -25,9 +25,9 @@ import numpy as np
 import optax
 from jax.experimental import enable_x64
 
-from replication.arch import MLP
+from replication.arch import MLP, training_layout
 from replication.data import sphere_inputs
-from replication.kernels import empirical_ntk, over_initialisations
+from replication.kernels import empirical_ntk, empirical_ntk_row, over_initialisations
 from replication.report import Claim, Figure, Section, fmt, loglog_figure, markdown_table
 from replication.stats import fit_power_law, relative_frobenius_error
 from replication.sweep import network_key, progress
@@ -85,11 +85,11 @@ def jacot_figure(config):
             final = np.empty(config.jacot_inits)
             for i in range(config.jacot_inits):
                 params = module.init(network_key(config.seed + 10, width, i), x0)
-                at[i, 0] = np.asarray(empirical_ntk(module.apply, params, x0, xg))[0]
+                at[i, 0] = np.asarray(empirical_ntk_row(module.apply, params, x0, xg))
                 run = fit(mse_loss(module.apply), params, optimizer, config.jacot_steps,
                           args=(x_train, y_train))
                 del params
-                at[i, 1] = np.asarray(empirical_ntk(module.apply, run.params, x0, xg))[0]
+                at[i, 1] = np.asarray(empirical_ntk_row(module.apply, run.params, x0, xg))
                 final[i] = float(run.losses[-1]) / float(run.losses[0])
                 bar.update()
             curves[width], losses[width] = at, final
@@ -141,7 +141,8 @@ the same networks (Flax, {config.jacot_inits} initialisations per width, widths
 {config.jacot_steps} steps of size {fmt(lr)} = {fmt(config.jacot_lr_fraction)} n / lambda_max of the limit's
 training kernel) on {len(config.jacot_train_angles)} points of the circle (angles
 {", ".join(fmt(a) for a in config.jacot_train_angles)}, targets {", ".join(fmt(t) for t in config.jacot_train_targets)}).
-The limit is neural-tangents' closed form. Spread: relative RMS distance, over the {config.jacot_angles}
+The limit is neural-tangents' closed form; one network's Theta(x0, x(gamma)) is computed exactly, as
+the forward-mode derivative of its outputs along its gradient at x0. Spread: relative RMS distance, over the {config.jacot_angles}
 angles, of one network's curve from the limit; change: relative RMS distance between one network's
 curves before and after training. The exponents are the slopes between the two widths, with a
 t-interval over the initialisations.
@@ -483,7 +484,9 @@ def ntk_diagonal_samples(spec: MLP, x: jax.Array, keys: jax.Array, chunk_size: i
         g = jax.grad(lambda p: module.apply(p, x)[0, 0])(params)
         return sum(jnp.sum(a**2) for a in jax.tree_util.tree_leaves(g))
 
-    return np.asarray(over_initialisations(module, keys, x, diagonal, chunk_size=chunk_size))
+    # Traced feature-major: the gradient's backward products are W @ delta (replication.arch).
+    with training_layout():
+        return np.asarray(over_initialisations(module, keys, x, diagonal, chunk_size=chunk_size))
 
 
 def fluctuation_study(config):
