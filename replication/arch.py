@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import threading
 from dataclasses import dataclass
@@ -371,6 +372,28 @@ class _Spec:
                     out["bias"] = leaves["bias"] * s.bias_init_std
                 tree[layer.name] = out
         return {"params": tree}
+
+    def init_in_one_draw(self, key: jax.Array, x: jax.Array, param_dtype: Any = jnp.float32) -> dict:
+        """Parameters of ``self.flax(param_dtype)`` for inputs shaped like ``x``, from one RNG call.
+
+        The same law as ``self.flax(param_dtype).init(key, x)``, not the same
+        numbers: every standard normal the network needs is drawn at once, as
+        one vector, then cut into the unit draws of ``unit_spec`` and scaled
+        by ``init_from_unit``. Flax draws each parameter with its own call,
+        and with XLA's CPU backend each call costs about 0.2 s of compilation
+        in every program that initialises networks: a vmapped init of a
+        depth-1 MLP (four parameters) compiles in 0.3-0.4 s this way against
+        1.3-1.5 s. Use it where many differently shaped networks are
+        initialised inside compiled programs (``kernels.over_initialisations``).
+        """
+        shapes = jax.eval_shape(self.unit_spec.flax(param_dtype).init, key, x)
+        leaves, tree = jax.tree_util.tree_flatten(shapes)
+        sizes = [math.prod(leaf.shape) for leaf in leaves]
+        flat = jax.random.normal(key, (sum(sizes),), param_dtype)
+        offsets = itertools.accumulate(sizes, initial=0)
+        unit = [flat[start:start + size].reshape(leaf.shape)
+                for start, size, leaf in zip(offsets, sizes, leaves)]
+        return self.init_from_unit(jax.tree_util.tree_unflatten(tree, unit))
 
     # Parameters travel between the two worlds layer by layer: stax keeps a
     # list with ``(W, b)`` per affine layer (b shaped to broadcast against the

@@ -115,6 +115,42 @@ def test_init_from_unit_draws_equals_init_bit_for_bit(spec):
 
 
 @pytest.mark.parametrize("spec", [
+    MLP(width=1, depth=2, activation="relu", W_std=1.3, b_std=0.2),
+    MLP(width=1, depth=2, activation="erf", parameterization="mup", base_width=4, zero_readout=True),
+    MLP(width=1, depth=1, activation="relu", b_std=None, parameterization="standard"),
+    CNN(width=1, depth=1, activation="relu", readout="flatten"),
+], ids=spec_id)
+def test_init_in_one_draw_has_the_law_of_init(spec):
+    """One RNG call for the whole network: init's tree, shapes and dtypes, and every leaf its own
+    standard deviation times independent standard normals."""
+    spec = spec.replace(width=256 if isinstance(spec, MLP) else 32)
+    x = inputs_for(spec, jax.random.PRNGKey(0), 3)
+    key = jax.random.PRNGKey(7)
+    params = spec.init_in_one_draw(key, x)
+    direct = spec.flax().init(key, x)
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(direct)
+    stds = spec.init_from_unit(jax.tree_util.tree_map(np.ones_like, direct))  # each leaf: its std
+    normals = []
+    for a, b, std in zip(*map(jax.tree_util.tree_leaves, (params, direct, stds))):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        std = float(np.ravel(std)[0])
+        if std == 0.0:  # muP's zero-initialised readout
+            assert not np.any(a)
+        else:
+            normals.append(np.asarray(a, np.float64).ravel() / std)
+    z = np.concatenate(normals)
+    # Sample mean and variance of n standard normals: standard errors 1/sqrt(n), sqrt(2/n); 5 of them.
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
+    # Distinct leaves are distinct slices of the draw, not repeats of one another.
+    assert len({round(float(n[0]), 6) for n in normals}) == len(normals)
+    again = spec.init_in_one_draw(key, x)
+    other = spec.init_in_one_draw(jax.random.PRNGKey(8), x)
+    for a, b, c in zip(*map(jax.tree_util.tree_leaves, (params, again, other))):
+        np.testing.assert_array_equal(a, b)
+        assert a.size == 0 or not np.any(a) or not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("spec", [
     MLP(width=1, depth=2, activation="relu"),
     MLP(width=1, depth=1, activation="erf", b_std=None, parameterization="standard"),
     MLP(width=1, depth=2, activation="gelu", parameterization="mup", base_width=8, out_dim=3),

@@ -375,11 +375,13 @@ def train_networks(spec, widths, seeds: int, seed: int, data: Digits, kernels: d
             module = spec_w.flax()
             apply = apply_on_patches(spec_w) if isinstance(spec, CNN) else module.apply
             loss = mse_loss(apply)
-            init, forward = _jitted(module.init), _jitted(apply)
+            forward = _jitted(apply)
             for s in range(seeds):
                 # One network at a time, with one program per width: vmapped over seeds,
                 # XLA's CPU convolutions become grouped ones, many times slower.
-                params = init(network_key(seed, w, s), images[0][:1])
+                # Eager init: its primitives compile once per shape, where a jitted init costs
+                # about a second of compilation per width and architecture.
+                params = module.init(network_key(seed, w, s), images[0][:1])
                 f0_tr, f0_te = forward(params, xtr), forward(params, xte)
                 run = fit(loss, params, optimizer, steps, args=(xtr, ytr))
                 own = predict(k_te, steps, f0_tr, f0_te)
