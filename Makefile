@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Longest first: `make all` runs JOBS experiments at a time, each taking the next
 # one as it finishes, so this order keeps both lanes of a 2-core machine busy.
-EXPERIMENTS := ntk mup regression nngp digits lazy
+EXPERIMENTS := ntk mup regression digits nngp lazy
 # Most of an experiment's steps keep one core busy (small matrices, one network at
 # a time), so two at once finish sooner on 2 cores. With one accelerator, JOBS=1.
 JOBS ?= 2

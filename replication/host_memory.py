@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 # <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
-
-
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -41,7 +40,9 @@ class _Mallinfo2(ctypes.Structure):
                  "uordblks", "fordblks", "keepcost")]
 
 
+@functools.lru_cache(maxsize=None)
 def _libc_function(name: str):
+    """The C library's ``name``, looked up once (``find_library`` runs ``ldconfig``), or None."""
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):  # not glibc (macOS), or an older one
