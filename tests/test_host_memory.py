@@ -14,6 +14,7 @@ def test_a_freed_large_buffer_stays_in_the_heap_and_counts_as_available():
     before = free_held_bytes()
     a = np.ones(50 * 2**20 // 8)  # 50 MiB: above glibc's largest mmap threshold (32 MiB)
     del a
-    # Without the setting the buffer would be munmap-ed and free_held_bytes would not move.
-    assert free_held_bytes() - before >= 50 * 2**20
+    # Without the setting the buffer is munmap-ed and free_held_bytes does not move; with it, the
+    # whole buffer is held free, less whatever the interpreter allocates meanwhile (kilobytes).
+    assert free_held_bytes() - before >= 0.9 * 50 * 2**20
     assert memory.available_bytes() >= free_held_bytes()
