@@ -18,7 +18,9 @@ and for the same parameters both sides compute the same function::
 uses the same ``W_std`` and ``b_std`` (``b_std=None``: no biases), including the
 readout to ``out_dim`` outputs. Under ``parameterization="standard"`` the
 closed-form NTK depends on the width, which ``stax()`` always takes from the
-spec. Inputs are ``(n, d)`` for ``MLP`` and ``(n, H, W, C)`` images for ``CNN``.
+spec. Inputs are ``(n, d)`` for ``MLP`` and ``(n, H, W, C)`` images for ``CNN``;
+a ``CNN`` also takes its images' ``k x k`` patches (``CNN.patches``), on which
+``stax_on_patches`` and ``apply_on_patches`` are the same network, cheaper.
 """
 from __future__ import annotations
 
@@ -107,6 +109,10 @@ class AffineLayer(nn.Module):
     agree: ``(in, out)`` for dense, HWIO for conv); bias shape ``(features,)``.
     ``feature_major=True`` (dense only): ``x`` is ``(fan_in, n)`` and so is
     the output, ``(features, n)``; the same function, see ``Network``.
+    ``on_patches=True`` (convolution only): ``x`` is ``CNN.patches`` of the
+    images, ``(n, H, W, C k k)``, and the convolution is the product of each
+    pixel's patch with ``w`` laid out as ``(C k k, features)``; the same
+    function of the same parameters, see ``CNN.apply_on_patches``.
     """
 
     features: int
@@ -119,17 +125,23 @@ class AffineLayer(nn.Module):
     width_ratio: float = 1.0
     zero_init: bool = False
     feature_major: bool = False
+    on_patches: bool = False
 
     @nn.compact
     def __call__(self, x):
         in_channels = x.shape[0] if self.feature_major else x.shape[-1]
+        if self.on_patches:
+            in_channels //= math.prod(self.kernel_size)
         fan_in = in_channels * math.prod(self.kernel_size)
         s = affine_scaling(self.parameterization, self.W_std, self.b_std, fan_in, self.role,
                            self.width_ratio)
         init = nn.initializers.zeros if self.zero_init else nn.initializers.normal(s.weight_init_std)
         w = self.param("kernel", init,
                        (*self.kernel_size, in_channels, self.features), self.param_dtype)
-        if self.kernel_size:
+        if self.on_patches:
+            # The patches' entries are ordered (C, k, k): the filters' input channels go first.
+            y = x @ jnp.moveaxis(w, -2, 0).reshape(fan_in, self.features)
+        elif self.kernel_size:
             y = lax.conv_general_dilated(x, w, (1,) * len(self.kernel_size), "SAME",
                                          dimension_numbers=_CONV_DIMS)
         elif self.feature_major:
@@ -151,10 +163,12 @@ class Network(nn.Module):
     ``training_layout()``, a network of dense layers only (``MLP``) carries
     its activations feature-major, ``(width, n)``: the same function, in the
     layout that XLA's CPU backend differentiates fastest (see there).
+    ``on_patches=True``: a ``CNN`` whose inputs are ``spec.patches(x)``.
     """
 
     spec: "MLP | CNN"
     param_dtype: Any = jnp.float32
+    on_patches: bool = False
 
     @nn.compact
     def __call__(self, x, readout_input: bool = False):
@@ -163,14 +177,14 @@ class Network(nn.Module):
             not (isinstance(layer, Affine) and layer.kernel_size) for layer in spec.layers)
         if feature_major:
             x = x.T
-        for layer in spec.layers:
+        for i, layer in enumerate(spec.layers):
             if isinstance(layer, Affine):
                 if readout_input and layer.name == "readout":
                     return x.T if feature_major else x
                 x = AffineLayer(layer.features, layer.kernel_size, spec.W_std, spec.b_std,
                                 spec.parameterization, self.param_dtype, layer.role, spec.width_ratio,
                                 spec.zero_readout and layer.role == "readout", feature_major,
-                                name=layer.name)(x)
+                                self.on_patches and i == 0, name=layer.name)(x)
             elif isinstance(layer, Nonlinearity):
                 x = ACTIVATIONS[layer.name].fn(x)
             elif layer.kind == "flatten":
@@ -209,8 +223,8 @@ def training_layout():
 
 
 @functools.lru_cache(maxsize=256)
-def _network(spec, param_dtype) -> Network:
-    return Network(spec, param_dtype)
+def _network(spec, param_dtype, on_patches: bool = False) -> Network:
+    return Network(spec, param_dtype, on_patches)
 
 
 # ---------------------------------------------------------------------------
@@ -282,26 +296,27 @@ class _Spec:
         has no kernel limit. Its NNGP is ``standard``'s divided by
         ``width_ratio`` (``replication.parametrization``).
         """
+        return self._stax_of(self.layers)
+
+    def _stax_of(self, layers: tuple[Layer, ...]):
         if self.parameterization == "mup":
             raise ValueError("parameterization 'mup' has no neural-tangents closed form; "
                              "its NNGP is the 'standard' one divided by width / base_width")
         if self.zero_readout:
             raise ValueError("zero_readout has no neural-tangents closed form (its NNGP is the bias's alone)")
+        return _stax().serial(*map(self._stax_layer, layers))
+
+    def _stax_layer(self, layer: Layer):
         stax = _stax()
-        layers = []
-        for layer in self.layers:
-            if isinstance(layer, Affine) and layer.kernel_size:
-                layers.append(stax.Conv(layer.features, layer.kernel_size, (1,) * len(layer.kernel_size),
-                                        "SAME", self.W_std, self.b_std,
-                                        parameterization=self.parameterization))
-            elif isinstance(layer, Affine):
-                layers.append(stax.Dense(layer.features, self.W_std, self.b_std,
-                                         parameterization=self.parameterization))
-            elif isinstance(layer, Nonlinearity):
-                layers.append(ACTIVATIONS[layer.name].stax_layer())
-            else:
-                layers.append(stax.Flatten() if layer.kind == "flatten" else stax.GlobalAvgPool())
-        return stax.serial(*layers)
+        if isinstance(layer, Affine) and layer.kernel_size:
+            return stax.Conv(layer.features, layer.kernel_size, (1,) * len(layer.kernel_size),
+                             "SAME", self.W_std, self.b_std, parameterization=self.parameterization)
+        if isinstance(layer, Affine):
+            return stax.Dense(layer.features, self.W_std, self.b_std,
+                              parameterization=self.parameterization)
+        if isinstance(layer, Nonlinearity):
+            return ACTIVATIONS[layer.name].stax_layer()
+        return stax.Flatten() if layer.kind == "flatten" else stax.GlobalAvgPool()
 
     def readout_scaling(self, fan_in: int):
         """``AffineScaling`` of the readout layer given its fan-in (init std 0 under ``zero_readout``)."""
@@ -461,3 +476,50 @@ class CNN(_Spec):
             hidden += [Affine(f"conv_{i}", self.width, k, role="input" if i == 0 else "hidden"),
                        Nonlinearity(self.activation)]
         return (*hidden, Pool(self.readout), Affine("readout", self.out_dim, role="readout"))
+
+    # A k x k SAME convolution of x is a 1 x 1 convolution of x's k x k
+    # patches, with the same fan-in: the same network and the same kernels.
+    # Two costs fall. neural-tangents' closed form under global average
+    # pooling tracks all (HW)^2 pairs of positions, and convolving that
+    # covariance is its expensive step; on patches the first layer's is a
+    # 1 x 1 one, about k^4 times cheaper. And on XLA's CPU backend a
+    # convolution with one input channel and its gradients run far below the
+    # machine's matrix-product rate: measured on 200 digits, 300 steps of
+    # ``replication.train.fit`` took 3.6 to 5.5 times less time on patches at
+    # 64 and 128 channels, flatten and pooling readouts.
+
+    def patches(self, x) -> jax.Array:
+        """Each pixel's ``k x k`` neighbourhood (zero padded) as channels: ``(n, H, W, C k k)``.
+
+        The entries of a patch are ordered ``(C, k, k)``.
+        """
+        self._check_patches()
+        k = self.kernel_size
+        return lax.conv_general_dilated_patches(jnp.asarray(x), (k, k), (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "OIHW", "NHWC"))
+
+    def stax_on_patches(self):
+        """neural-tangents' triple of this network for inputs given as ``self.patches(x)``.
+
+        The first convolution becomes a ``1 x 1`` one on ``C k k`` channels;
+        the kernels are ``self.stax()``'s (a test checks it).
+        """
+        self._check_patches()
+        first, *rest = self.layers
+        return self._stax_of((dataclasses.replace(first, kernel_size=(1, 1)), *rest))
+
+    def apply_on_patches(self, params, patches) -> jax.Array:
+        """``self.flax().apply(params, x)`` from ``patches = self.patches(x)``, for the same ``params``.
+
+        The first convolution, ``m_W * conv(x, w) + m_b * beta`` with ``w`` of
+        shape ``(k, k, C, width)``, is the matrix product of each pixel's
+        patch with ``w`` laid out as ``(C k k, width)``: the same sums with the
+        same fan-in, so the same function of the same parameters, initialised
+        by ``self.flax().init`` (a test checks outputs and gradients). Equal
+        specs give equal bound methods, so ``fit`` compiles once per width.
+        """
+        return _network(self, jnp.dtype(jnp.float32), True).apply(params, patches)
+
+    def _check_patches(self):
+        if self.depth < 1:
+            raise ValueError("a CNN on patches needs a first convolution (depth >= 1)")

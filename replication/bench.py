@@ -266,7 +266,8 @@ blocks over all of them (`devices=-1`, the default).
     return claims, Section(SECTION_BATCH, body), {"closed_form_batches": series, "two_devices": two}
 
 
-def run(config: Config) -> Report:
+def ntk_timings(config: Config) -> dict[str, list[float]]:
+    """Seconds of each empirical-NTK implementation at every width (NaN: not run)."""
     x = sphere_inputs(jax.random.PRNGKey(0), config.n_inputs, config.input_dim)
     impls = ("structured", "jacobian", "ntk_vector_products")
     seconds = {i: [] for i in impls}
@@ -281,6 +282,11 @@ def run(config: Config) -> Report:
             seconds[impl].append(best_time(
                 lambda: empirical_ntk(module.apply, params, x, implementation=impl),
                 config.repeats if impl == "structured" else config.generic_repeats))
+    return seconds
+
+
+def run(config: Config) -> Report:
+    seconds = ntk_timings(config)
     peak = matmul_rate(config.matmul_size, config.repeats)
 
     i = config.widths.index(config.claim_width)

@@ -4,7 +4,14 @@
     python -m replication bench [--preset quick|full] [--out DIR]
     python -m replication landing [--out DIR]
     python -m replication run EXPERIMENT [--preset quick|full] [--widths 64,256,...]
-        [--seeds N] [--depth D] [--activation A] [--parameterization P] [--lr LR] [--out DIR]
+        [--seeds N] [--depth D] [--activation A] [--parameterization P] [--lr LR]
+        [--set STUDY.SETTING=VALUE ...] [--out DIR]
+
+An experiment's configuration is nested, one frozen config per study
+(``replication.config``). ``--set`` changes one setting by its path; each
+shorthand flag means one thing in every experiment: it sets the setting of
+its name (``FLAGS``) in every study that has one, and is refused where no
+study has one.
 
 Every value is checked before any computation or any file is written: a bad one gets one line on stderr naming it and what is allowed,
 and exit status 2.
@@ -19,11 +26,15 @@ import sys
 import time
 from pathlib import Path
 
+from replication import config as configuration
 from replication.arch import ACTIVATIONS
 from replication.experiments import EXPERIMENTS, PRESETS, load
 from replication.host_memory import keep_freed_memory
 from replication.parametrization import CLOSED_FORM_PARAMETERIZATIONS
 
+# Shorthand flag -> the name of the study settings it sets, in every study that has one.
+FLAGS = {"widths": "widths", "seeds": "seeds", "depth": "depths", "activation": "activations",
+         "parameterization": "parameterizations", "lr": "learning_rate"}
 
 
 class UsageError(Exception):
@@ -81,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--activation", help=", ".join(ACTIVATIONS))
     run.add_argument("--parameterization", help=", ".join(CLOSED_FORM_PARAMETERIZATIONS))
     run.add_argument("--lr", type=_learning_rate, help="learning rate, a positive number")
+    run.add_argument("--set", action="append", default=[], metavar="STUDY.SETTING=VALUE",
+                     help="change one setting of the experiment's configuration (repeatable)")
     run.add_argument("--out", default="reports", help="output folder (default: reports)")
     bench = sub.add_parser("bench", help="measure performance, write reports/performance.md")
     bench.add_argument("--preset", default="quick", help="quick (default) or full")
@@ -90,29 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_config(module, preset: str, overrides: dict):
-    """The preset's config with the command line's overrides applied.
+def make_config(module, preset: str, overrides: dict, assignments=()):
+    """The preset's config with the command line's shorthand flags, then ``--set`` assignments, applied.
 
-    A scalar given for a tuple-valued field (``--depth 2`` for ``depths``)
+    A shorthand flag sets every study setting of its name (``FLAGS``); a
+    scalar given for a tuple-valued setting (``--depth 2`` for ``depths``)
     becomes a one-element tuple.
     """
     config = module.PRESETS[preset]
-    changes = {}
     for option, value in overrides.items():
-        name = module.OPTIONS[option]
-        current = getattr(config, name)
-        if isinstance(current, tuple) and not isinstance(value, tuple):
-            value = (value,)
-        changes[name] = value
-    return dataclasses.replace(config, **changes)
+        config, found = configuration.with_everywhere(config, FLAGS[option], value)
+        if not found:
+            raise UsageError(f"option --{option} does not apply to experiment "
+                             f"{module.__name__.rpartition('.')[2]!r}: no study has a setting "
+                             f"{FLAGS[option]!r}")
+    for assignment in assignments:
+        try:
+            config = configuration.override(config, assignment)
+        except configuration.ConfigError as e:
+            raise UsageError(str(e)) from None
+    return config
 
 
-def _run_module(module, preset, out, overrides, command) -> Path:
+def _run_module(module, config, preset, out, overrides, command) -> Path:
     """Run an experiment module (or the benchmark) and write its report; return the markdown's path."""
     from replication import provenance
     from replication.report import code_version, write_report
 
-    config = make_config(module, preset, overrides)
     # Taken before the run: the code may change while it runs.
     version = code_version()
     name = module.__name__.rpartition(".")[2]
@@ -130,7 +147,8 @@ def _run_module(module, preset, out, overrides, command) -> Path:
     report.config = dataclasses.asdict(config)
     report.seconds = time.perf_counter() - start
     report.command = command + "".join(
-        f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items())
+        f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()
+        if k != "set") + "".join(f" --set {a}" for a in overrides.get("set", ()))
     return write_report(report, out)
 
 
@@ -144,12 +162,6 @@ def _check_run_args(args) -> dict:
     given = {k: getattr(args, k) for k in
              ("widths", "seeds", "depth", "activation", "parameterization", "lr")
              if getattr(args, k) is not None}
-    module = load(args.experiment)
-    for option in given:
-        if option not in module.OPTIONS:
-            takes = ", ".join(f"--{o}" for o in module.OPTIONS) or "no options"
-            raise UsageError(f"option --{option} does not apply to experiment "
-                             f"{args.experiment!r}; it takes {takes}")
     return given
 
 
@@ -174,9 +186,13 @@ def main(argv=None) -> int:
             from replication import bench as module
 
             overrides, command = {}, f"python -m replication bench --preset {args.preset}"
+            config = module.PRESETS[args.preset]
         else:
             overrides = _check_run_args(args)
             module = load(args.experiment)
+            config = make_config(module, args.preset, overrides, args.set)
+            if args.set:
+                overrides["set"] = tuple(args.set)
             command = f"python -m replication run {args.experiment} --preset {args.preset}"
     except UsageError as e:
         print(f"replication: error: {e}", file=sys.stderr)
@@ -187,7 +203,7 @@ def main(argv=None) -> int:
     # removed and the previous report stays in place.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        path = _run_module(module, args.preset, args.out, overrides, command)
+        path = _run_module(module, config, args.preset, args.out, overrides, command)
     except MemoryError as e:  # replication.memory's refusals, and any allocation that failed
         print(f"replication: error: out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
               "the previous report is left in place", file=sys.stderr)

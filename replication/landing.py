@@ -11,10 +11,12 @@ import json
 import os
 from pathlib import Path
 
+from replication.experiments import EXPERIMENTS
 from replication.report import Claim, anchor, fmt, markdown_table
 
-# The order reports appear in; any other sidecar found follows, by name.
-ORDER = ("nngp", "ntk", "regression", "lazy", "mup", "digits", "performance")
+# The experiments in the order the registry lists them, then the benchmark's report;
+# any other sidecar found follows, by name.
+ORDER = (*EXPERIMENTS, "performance")
 _CLAIM_FIELDS = tuple(f.name for f in dataclasses.fields(Claim))
 
 

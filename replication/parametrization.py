@@ -37,19 +37,12 @@ IV; Yang et al. 2022, Tensor Programs V), follows **Tensor Programs V, Table 8**
 (the formulation the ``mup`` package implements), written relative to a base
 width so that at ``width == base_width`` it is ``standard`` exactly. With the
 width ratio ``r = width / base_width`` (for every layer, the ratio of its
-fan-in or fan-out that grows with width to its value at the base width):
+fan-in or fan-out that grows with width to its value at the base width),
+each layer's init variance ``s_W^2``, weight multiplier ``m_W`` and
+learning-rate factor ``c_W`` for SGD and for Adam are the rows of
+``MUP_TABLE`` (below; the ``mup`` experiment's report prints it).
 
-=================  =====================  ============  ========  ========
-layer              s_W^2                  m_W           c_W SGD   c_W Adam
-=================  =====================  ============  ========  ========
-input weights      W_std^2 / fan_in       1             r         1
-hidden weights     W_std^2 / fan_in       1             1         1 / r
-readout weights    W_std^2 / base_fan_in  1 / r         r         1
-hidden biases      b_std^2                1             r         1
-readout bias       b_std^2                1             1         1
-=================  =====================  ============  ========  ========
-
-Here ``base_fan_in = fan_in / r``, the readout's fan-in at the base width: the
+In it ``base_fan_in = fan_in / r`` is the readout's fan-in at the base width: the
 readout's init variance is held constant in width and its multiplier is
 ``1 / r`` (Table 8), where Table 3 of the same paper instead puts a
 ``1 / fan_in^2`` init variance and ``1 / fan_in`` SGD learning rate on the
@@ -73,6 +66,20 @@ PARAMETERIZATIONS = ("ntk", "standard", "mup")
 CLOSED_FORM_PARAMETERIZATIONS = ("ntk", "standard")   # those neural-tangents has a kernel for
 ROLES = ("input", "hidden", "readout")   # an affine layer's place: which of its fans grow with width
 OPTIMIZERS = ("sgd", "adam")
+
+# Tensor Programs V, Table 8, relative to a base width (the module docstring):
+# per layer, s_W^2, m_W and c_W for SGD and Adam, with r = width / base_width.
+# ``affine_scaling`` and ``learning_rate_factors`` implement it; every bias's m_b is 1.
+MUP_TABLE = (
+    ("layer", "s_W^2", "m_W", "c_W SGD", "c_W Adam"),
+    (
+        ("input weights", "W_std^2 / fan_in", "1", "r", "1"),
+        ("hidden weights", "W_std^2 / fan_in", "1", "1", "1 / r"),
+        ("readout weights", "W_std^2 / base_fan_in", "1 / r", "r", "1"),
+        ("hidden biases", "b_std^2", "1", "r", "1"),
+        ("readout bias", "b_std^2", "1", "1", "1"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ def check_parameterization(name: str) -> str:
 
 def affine_scaling(parameterization: str, W_std: float, b_std: float | None, fan_in: int,
                    role: str = "hidden", width_ratio: float = 1.0) -> AffineScaling:
-    """Scaling of an affine layer with ``fan_in`` inputs per unit (tables above).
+    """Scaling of an affine layer with ``fan_in`` inputs per unit (the table above, ``MUP_TABLE``).
 
     ``role`` and ``width_ratio`` (``width / base_width``) matter under
     ``mup`` only. ``b_std=None`` means the layer has no bias; its bias entries
@@ -127,7 +134,7 @@ def learning_rate_factors(parameterization: str, role: str, width_ratio: float =
     """``(c_W, c_b)``: the factors on the base learning rate for a layer's weight and bias.
 
     1 under ``ntk`` and ``standard``; Table 8 of Tensor Programs V under
-    ``mup`` (the table above), for ``optimizer`` ``"sgd"`` (with or without
+    ``mup`` (``MUP_TABLE``), for ``optimizer`` ``"sgd"`` (with or without
     momentum) or ``"adam"``.
     """
     check_parameterization(parameterization)

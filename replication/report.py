@@ -76,6 +76,13 @@ class Claim:
             return f"m <= {fmt(self.expected + self.tolerance)}"
         return f"m >= {fmt(self.expected - self.tolerance)}"
 
+    @classmethod
+    def of_fit(cls, fit, **fields) -> "Claim":
+        """A claim on a fitted exponent: ``fit`` (a ``PowerLawFit``, or ``None`` when fewer than two
+        widths could be fitted, which fails) gives ``measured`` and ``ci``."""
+        return cls(measured=None if fit is None else fit.exponent, ci=None if fit is None else fit.ci,
+                   **fields)
+
     def as_dict(self) -> dict:
         return {"id": self.id, "statement": self.statement, "prediction": self.prediction,
                 "expected": self.expected, "measured": self.measured,
@@ -98,6 +105,23 @@ class Section:
     title: str
     body: str = ""
     figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
+class Findings:
+    """What a study contributes to its report: claims, sections and JSON series.
+
+    A study's ``findings(config, result)`` returns one; they add up with ``+``
+    in the order an experiment lists its studies.
+    """
+
+    claims: list[Claim] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    series: dict = field(default_factory=dict)
+
+    def __add__(self, other: "Findings") -> "Findings":
+        return Findings(self.claims + other.claims, self.sections + other.sections,
+                        {**self.series, **other.series})
 
 
 @dataclass
@@ -128,6 +152,29 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}"
+
+
+def mean_sd(values, spec: str = ".4f", sd_spec: str | None = None, empty: str = "n/a") -> str:
+    """``mean +- sd`` of the finite ``values`` (sample sd), one value alone, ``empty`` if none."""
+    a = np.asarray(values, dtype=np.float64).ravel()
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return empty
+    if a.size == 1:
+        return format(float(a[0]), spec)
+    return f"{format(float(a.mean()), spec)} +- {format(float(a.std(ddof=1)), sd_spec or spec)}"
+
+
+def fit_text(fit, spec: str = "+.3f", none: str = "no fit") -> str:
+    """``exponent [lo, hi]`` of a ``PowerLawFit``, or ``none``."""
+    if fit is None:
+        return none
+    return f"{format(fit.exponent, spec)} [{format(fit.ci[0], spec)}, {format(fit.ci[1], spec)}]"
+
+
+def slopes_text(slopes) -> str:
+    """``replication.stats.local_slopes`` as ``a->b: +s.ss, ...``."""
+    return ", ".join(f"{a}->{b}: {s:+.2f}" for a, b, s in slopes)
 
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -280,10 +327,21 @@ def render_markdown(report: Report, meta: dict) -> str:
                if report.inputs_digest else ""),
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
-            "", "Configuration:", "",
-            markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in report.config.items()]),
+            "", "Configuration (`--set STUDY.SETTING=VALUE` changes one):", "",
+            markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in _flat(report.config).items()]),
             ""]
     return "\n".join(out)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """A nested configuration as ``{"study.setting": value}``."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 @contextmanager

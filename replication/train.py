@@ -197,6 +197,42 @@ def linearized(apply_fn: Callable) -> Callable:
     return f_lin
 
 
+@lru_cache(maxsize=None)
+def linearized_loss(f_lin: Callable) -> Callable:
+    """``loss(params, params0, x, y) = mse(f_lin(params, params0, x), y)`` for ``f_lin = linearized(f)``.
+
+    Trained by ``fit(..., args=(params0, x, y))``. One function object per
+    ``f_lin``, so ``fit`` compiles once per shape.
+    """
+    return lambda params, params0, x, y: mse(f_lin(params, params0, x), y)
+
+
+@lru_cache(maxsize=None)
+def centred(apply_fn: Callable) -> Callable:
+    """The network minus its initial function: ``f_c(params, params0, x) = f(params, x) - f(params0, x)``.
+
+    ``params0`` (the initialisation) is held fixed, so ``f_c`` is zero at
+    ``params = params0`` and its Jacobian in ``params`` is ``f``'s at every
+    point: the same empirical NTK, at initialisation and along training.
+    Trained by gradient descent on mse it therefore follows the NTK dynamics
+    started from zero outputs, whose infinite-width limit is the closed-form
+    mean predictor (Lee et al. 2019; the centred model of Chizat et al.
+    2019). A zero-initialised readout also starts at zero, but its NTK at
+    initialisation loses every hidden layer's term (their gradients pass
+    through the zero readout), so it is not the same kernel.
+
+    On the training inputs ``f(params0, x)`` is a constant, so
+    ``mse(f_c(params, params0, x), y) = mse(f(params, x), y + f(params0, x))``:
+    the centred network is ``f`` trained on shifted targets, which a sweep
+    can use to train it with ``f``'s compiled program at no extra cost per
+    step. One function object per ``apply_fn``.
+    """
+    def f_c(params, params0, x):
+        return apply_fn(params, x) - apply_fn(params0, x)
+
+    return f_c
+
+
 class Stopped(NamedTuple):
     """The result of ``fit_to_loss``: the parameters where training stopped, and why."""
 

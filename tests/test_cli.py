@@ -49,22 +49,23 @@ def test_list(capsys):
 
 
 def test_run_writes_report_and_sidecar(tmp_path, capsys, monkeypatch):
-    import dataclasses
+    from dataclasses import replace
 
     from replication.experiments import ntk
 
-    # The command-line options narrow the first study; the others shrink here.
-    small = dataclasses.replace(
-        ntk.PRESETS["quick"], jacot_widths=(16, 64), jacot_inits=2, jacot_angles=9,
-        train_widths=(16, 64), train_depths=(1,), train_activations=("erf",), train_seeds=2,
-        ens_width=32, ens_members=8, ens_times=(0, 10), fluct_depths=(1, 2), fluct_widths=(16, 32),
-        fluct_inits=64, fluct_bootstrap=10)
+    # The command-line options narrow every study with a setting of their name; the rest shrink here.
+    quick = ntk.PRESETS["quick"]
+    small = replace(
+        quick, jacot=replace(quick.jacot, angles=9),
+        ensemble=replace(quick.ensemble, width=32, members=8, times=(0, 10)),
+        fluctuations=replace(quick.fluctuations, samples=64, bootstrap=10))
     monkeypatch.setitem(ntk.PRESETS, "quick", small)
     argv = ["run", "ntk", "--widths", "16,64", "--seeds", "2", "--depth", "1",
             "--activation", "erf", "--parameterization", "ntk", "--out", str(tmp_path)]
     assert main(argv) == 0
     side = json.loads((tmp_path / "ntk.json").read_text())
-    assert side["preset"] == "quick" and side["config"]["widths"] == [16, 64]
+    assert side["preset"] == "quick" and side["config"]["kernel_rate"]["widths"] == [16, 64]
+    assert side["config"]["stability"]["widths"] == [16, 64]
     ids = [c["id"] for c in side["claims"]]
     assert ids[0] == "ntk_init_rate_ntk_erf_depth1" and len(ids) == len(set(ids))
     assert (tmp_path / "figures" / "ntk_init_convergence.png").exists()

@@ -1,18 +1,22 @@
 """The digits experiment: its data pipeline, and closed forms against finite networks at small width."""
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import neural_tangents as nt
 import pytest
+from jax.experimental import enable_x64
 
 from replication.arch import CNN, MLP
-from replication.data import centred_one_hot, digits
+from replication.data import Digits, centred_one_hot, digits
+from replication.dynamics import gradient_descent_mse
 from replication.experiments import digits as D
+from replication.experiments.digits import trained
+from replication.experiments.digits.task import ARCHITECTURES, Task, closed_form_kernels, inputs_of
+from replication.experiments.digits.trained import Ladder
 from replication.kernels import empirical_ntk
-from replication.train import fit, linearized, mse, mse_loss
+from replication.sweep import Streams
+from replication.train import centred, fit, linearized, linearized_loss, mse, mse_loss
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +75,16 @@ def test_targets_are_centred_one_hot(full):
 @pytest.mark.parametrize("readout", ["flatten", "gap"])
 @pytest.mark.parametrize("depth", [1, 2])
 def test_cnn_kernel_on_patches_is_the_specs_kernel(readout, depth):
-    """A 3x3 SAME convolution is a 1x1 convolution of 3x3 patches: the same closed form, to float32
-    rounding."""
-    x = digits(n_train=200).x_train[:4]
-    spec = CNN(1, depth=depth, readout=readout, out_dim=10)
-    direct = spec.stax()[2](x, None, ("nngp", "ntk"))
-    on_patches = D.stax_on_patches(spec)[2](D.patches(spec, x), None, ("nngp", "ntk"))
-    for get in ("nngp", "ntk"):
-        np.testing.assert_allclose(getattr(on_patches, get), getattr(direct, get), rtol=2e-5, atol=1e-6)
+    """A 3x3 SAME convolution is a 1x1 convolution of 3x3 patches: the same closed form. Compared in
+    float64: the two sum the same terms in another order, and the ReLU kernel's arccos near
+    correlation 1 turns rounding eps into sqrt(eps) (2.4e-4 in float32, 1.5e-8 in float64)."""
+    with enable_x64():
+        x = jnp.asarray(digits(n_train=200).x_train[:4], jnp.float64)
+        spec = CNN(1, depth=depth, readout=readout, out_dim=10)
+        direct = spec.stax()[2](x, None, ("nngp", "ntk"))
+        on_patches = spec.stax_on_patches()[2](spec.patches(x), None, ("nngp", "ntk"))
+        for get in ("nngp", "ntk"):
+            np.testing.assert_allclose(getattr(on_patches, get), getattr(direct, get), rtol=3e-8, atol=0)
 
 
 @pytest.mark.parametrize("name", ["mlp-2", "cnn-gap"])
@@ -86,11 +92,10 @@ def test_batched_closed_form_equals_one_block(name):
     """nt.batch over padded blocks of 4 (10 and 6 inputs: neither a multiple) against one call. In
     float64; the ReLU kernel's arccos near correlation 1 turns rounding eps into sqrt(eps) ~ 1.5e-8."""
     data = digits(n_train=200)
-    config = D.Config()
-    spec = D.spec_of(name, 1, config)
-    xtr, xte = (D.inputs_of(spec, x) for x in (data.x_train[:10], data.x_test[:6]))
-    batched = D.closed_form_kernels(spec, xtr, xte, batch_size=4)
-    whole = D.closed_form_kernels(spec, xtr, xte, batch_size=10 * 6)
+    spec = Task().spec(name, 1)
+    xtr, xte = (inputs_of(spec, x) for x in (data.x_train[:10], data.x_test[:6]))
+    batched = closed_form_kernels(spec, xtr, xte, batch_size=4)
+    whole = closed_form_kernels(spec, xtr, xte, batch_size=10 * 6)
     for get in ("nngp", "ntk"):
         for a, b in zip(batched[get], whole[get]):
             np.testing.assert_allclose(a, b, rtol=3e-8, atol=0)
@@ -98,7 +103,7 @@ def test_batched_closed_form_equals_one_block(name):
 
 def _empirical_gap(spec, widths, x, seeds=4):
     """Geometric mean over seeds of ||Theta_emp - Theta_inf||_F / ||Theta_inf||_F at each width."""
-    k_inf = D.closed_form_kernels(spec, x, x[:1], batch_size=x.shape[0])["ntk"][0]
+    k_inf = closed_form_kernels(spec, x, x[:1], batch_size=x.shape[0])["ntk"][0]
     out = {}
     for w in widths:
         module = spec.replace(width=w).flax()
@@ -116,8 +121,8 @@ def test_empirical_ntk_on_digits_centres_on_the_closed_form(name, widths):
     """The empirical NTK's error falls as width^(-1/2): 16x the width should cut it by 4; demanded 2
     (4 seeds, whose log-errors spread by about 0.3)."""
     data = digits(n_train=200)
-    spec = D.spec_of(name, widths[0], D.Config())
-    x = D.inputs_of(spec, data.x_train[:8])
+    spec = Task().spec(name, widths[0])
+    x = inputs_of(spec, data.x_train[:8])
     gap = _empirical_gap(spec, widths, x)
     assert gap[widths[1]] < gap[widths[0]] / 2, gap
 
@@ -130,12 +135,11 @@ def _flat(k):
 
 def _trained_linearisation(spec, data, n, lr, steps, key=0):
     module = spec.flax()
-    xtr, xte = (jnp.asarray(D.inputs_of(spec, x[:n])) for x in (data.x_train, data.x_test))
+    xtr, xte = (jnp.asarray(inputs_of(spec, x[:n])) for x in (data.x_train, data.x_test))
     ytr = jnp.asarray(data.y_train[:n])
     params = module.init(jax.random.PRNGKey(key), xtr)
     f_lin = linearized(module.apply)
-    run = fit(lambda p, p0, x, y: mse(f_lin(p, p0, x), y), params, optax.sgd(lr), steps,
-              args=(params, xtr, ytr))
+    run = fit(linearized_loss(f_lin), params, optax.sgd(lr), steps, args=(params, xtr, ytr))
     xs = jnp.concatenate([xtr, xte])
     # The full kernel, (n, n, k, k): at finite width the outputs' blocks are coupled through the
     # shared hidden layers, and the linearised network moves with all of it.
@@ -147,7 +151,7 @@ def _trained_linearisation(spec, data, n, lr, steps, key=0):
 
 def test_closed_form_prediction_is_the_trained_linearisations_limit():
     """A linearised network trained by gradient descent to convergence reaches kernel regression with
-    its own empirical NTK, from its own initial outputs (`regression(t=None)`). 12 digits, width 256:
+    its own empirical NTK, from its own initial outputs (`gradient_descent_mse`, t = None). 12 digits, width 256:
     the kernel is well conditioned, and 3000 steps shrink the slowest mode by e^-30."""
     data = digits(n_train=200)
     spec = MLP(256, depth=1, out_dim=10)
@@ -157,7 +161,7 @@ def test_closed_form_prediction_is_the_trained_linearisations_limit():
     lr = n * k / lam[-1]              # half the stable step
     steps = int(np.ceil(30 * lam[-1] / lam[0]))
     k_tt, k_te, ytr, f0_tr, f0_te, f_lin_te, run = _trained_linearisation(spec, data, n, lr, steps)
-    expected = D.regression(k_tt, k_te, ytr, None, f0_train=f0_tr, f0_test=f0_te, trace_axes=())
+    expected = gradient_descent_mse(k_tt, ytr, 1.0, trace_axes=())(None, f0_tr, f0_te, k_te)[1]
     assert not run.diverged
     # float32 training: rounding of order 1e-6 relative per step, amplified by the condition number.
     np.testing.assert_allclose(f_lin_te, expected, atol=1e-3 * np.abs(expected).max())
@@ -174,8 +178,7 @@ def test_closed_form_at_a_finite_time_uses_the_training_loss_normalisation():
     lam = np.linalg.eigvalsh(_flat(_trained_linearisation(spec, data, n, 0.0, 0)[0]))
     lr = 0.02 * n * k / lam[-1]
     k_tt, k_te, ytr, f0_tr, f0_te, f_lin_te, _ = _trained_linearisation(spec, data, n, lr, steps)
-    flow = D.regression(k_tt, k_te, ytr, steps, learning_rate=lr, f0_train=f0_tr, f0_test=f0_te,
-                        trace_axes=())
+    flow = gradient_descent_mse(k_tt, ytr, lr, trace_axes=())(steps, f0_tr, f0_te, k_te)[1]
     moved = np.abs(flow - f0_te).max()
     assert moved > 0.05  # the test outputs moved: the comparison has something to resolve
     np.testing.assert_allclose(f_lin_te, flow, atol=0.01 * moved)
@@ -184,19 +187,26 @@ def test_closed_form_at_a_finite_time_uses_the_training_loss_normalisation():
 def test_quick_preset_is_registered_and_small():
     from replication.experiments import EXPERIMENTS, load
 
+    from replication.config import with_everywhere
+
     assert "digits" in EXPERIMENTS and load("digits") is D
     quick = D.PRESETS["quick"]
-    assert set(quick.trained) == set(quick.architectures)  # every architecture is trained
-    assert set(quick.linearise) <= set(quick.trained)
-    assert np.log10(quick.mlp_widths[-1] / quick.mlp_widths[0]) >= 2  # two decades of width at least
+    # every architecture is trained
+    assert set(quick.trained.architectures) == set(quick.kernels.architectures)
+    assert set(quick.trained.linearise) <= set(quick.trained.architectures)
+    widths = quick.trained.mlp.widths
+    assert np.log10(widths[-1] / widths[0]) >= 2  # two decades of width at least
     # Depth 2 and 3 (cost width^2 per step) and the CNN (channels) on a shorter ladder, a factor 64
     # at least: three doublings of the gap's width^(-1/2) halving, enough to fit a slope.
     for name in ("mlp-2", "mlp-3", "cnn-flatten", "cnn-gap"):
-        widths = D.widths_of(name, quick)
+        widths = quick.trained.ladder(name)
         assert widths[-1] / widths[0] >= 64, (name, widths)
     full = D.PRESETS["full"]
-    assert set(full.linearise) == set(full.trained) == set(D.ARCHITECTURES)
-    assert dataclasses.replace(quick, seeds=2).seeds == 2
+    assert set(full.trained.linearise) == set(full.trained.architectures) == set(ARCHITECTURES)
+    # --seeds reaches the trained networks; --widths every architecture's ladder.
+    assert with_everywhere(quick, "seeds", 2)[0].trained.seeds == 2
+    wide = with_everywhere(quick, "widths", (64, 256))[0].trained
+    assert all(wide.ladder(name) == (64, 256) for name in ARCHITECTURES)
 
 
 @pytest.mark.parametrize("readout", ["flatten", "gap"])
@@ -211,8 +221,8 @@ def test_cnn_on_patches_is_the_same_network(readout, depth):
     spec = CNN(8, depth=depth, readout=readout, out_dim=10)
     module = spec.flax()
     params = module.init(jax.random.PRNGKey(3), x)
-    on_patches = D.apply_on_patches(spec)
-    p = D.patches(spec, x)
+    on_patches = spec.apply_on_patches
+    p = spec.patches(x)
     direct, fast = module.apply(params, x), on_patches(params, p)
     np.testing.assert_allclose(fast, direct, rtol=1e-5, atol=1e-5 * float(jnp.abs(direct).max()))
     y = jnp.asarray(digits(n_train=200).y_train[:6])
@@ -222,13 +232,13 @@ def test_cnn_on_patches_is_the_same_network(readout, depth):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-def _small_sweep(name, widths, lr_fraction, steps=40, linearise=True, centre=()):
-    data = digits(n_train=50, n_test=50)
-    spec = D.spec_of(name, widths[0], D.Config())
-    kernels = D.closed_form_kernels(spec, D.inputs_of(spec, data.x_train), D.inputs_of(spec, data.x_test), 50)
-    n, k = data.y_train.shape
-    lr = lr_fraction * 2 * n * k / np.linalg.eigvalsh(kernels["ntk"][0])[-1]
-    return D.train_networks(spec, widths, 2, 0, data, kernels, lr, steps, linearise=linearise, centre=centre)
+def _small_sweep(name, widths, lr_fraction, steps=40, linearise=True, centred_seeds=0):
+    """``trained.measure`` of one architecture, two seeds, on 50 training and 50 test digits."""
+    ladder = Ladder(widths)
+    config = trained.Config(task=Task(n_train=50, n_test=50), architectures=(name,), mlp=ladder,
+                            deep_mlp=ladder, cnn=ladder, seeds=2, linearise=(name,) if linearise else (),
+                            centred_seeds=centred_seeds, lr_fraction=lr_fraction, steps=steps)
+    return trained.measure(config, Streams(0, D.STREAMS)).networks[name]
 
 
 @pytest.mark.parametrize("name", ["mlp-1", "cnn-gap"])
@@ -254,11 +264,11 @@ def test_centred_network_is_zero_at_init_with_the_uncentred_ntk(name):
     """f(x; theta) - f(x; theta_0) is exactly zero at theta_0 (the same program on the same numbers,
     subtracted from itself), and its Jacobian is f's at every theta, so its empirical NTK (full, with the
     output blocks) equals f's: at init and at a moved theta, to float32 rounding of the contraction."""
-    spec = D.spec_of(name, 16, D.Config())
+    spec = Task().spec(name, 16)
     module = spec.flax()
-    x = jnp.asarray(D.inputs_of(spec, digits(n_train=200).x_train[:6]))
+    x = jnp.asarray(inputs_of(spec, digits(n_train=200).x_train[:6]))
     params0 = module.init(jax.random.PRNGKey(1), x)
-    f_c = D.centred(module.apply)
+    f_c = centred(module.apply)
     assert np.all(np.asarray(f_c(params0, params0, x)) == 0)
     moved = jax.tree_util.tree_map(lambda a: a + 0.1 * jnp.sign(a + 0.3), params0)
     assert np.abs(np.asarray(f_c(moved, params0, x))).max() > 0.1  # it is not identically zero
@@ -276,10 +286,10 @@ def test_centred_network_trained_is_the_network_on_shifted_targets():
     data = digits(n_train=50, n_test=50)
     spec = MLP(128, depth=2, out_dim=10)
     module = spec.flax()
-    xtr, xte = (jnp.asarray(D.Digits.flat(x)) for x in (data.x_train, data.x_test))
+    xtr, xte = (jnp.asarray(Digits.flat(x)) for x in (data.x_train, data.x_test))
     ytr = jnp.asarray(data.y_train)
     params0 = module.init(jax.random.PRNGKey(2), xtr)
-    f_c = D.centred(module.apply)
+    f_c = centred(module.apply)
     opt = optax.sgd(1.0)
     direct = fit(lambda p, p0, x, y: mse(f_c(p, p0, x), y), params0, opt, 50, args=(params0, xtr, ytr))
     shifted = fit(mse_loss(module.apply), params0, opt, 50, args=(xtr, ytr + module.apply(params0, xtr)))
@@ -293,7 +303,7 @@ def test_centred_networks_approach_the_ntk_mean_predictor_with_width():
     """Centred networks start at zero outputs, so their closed-form limit is the NTK mean predictor at
     the same step, whose gap falls as width^(-1/2): 16x the width should cut it by 4; demanded 2 (2 seeds,
     as in the empirical-NTK test above)."""
-    m = _small_sweep("mlp-1", (64, 1024), 0.5, linearise=False, centre=(64, 1024))
+    m = _small_sweep("mlp-1", (64, 1024), 0.5, linearise=False, centred_seeds=None)
     assert not np.any(m["diverged_centred"])
     gap = np.exp(np.mean(np.log(m["rmse_centred"]), axis=1))
     assert gap[1] < gap[0] / 2, gap

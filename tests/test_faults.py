@@ -1,6 +1,5 @@
 """Faults: an interrupted run leaves the previous report whole; a diverging run is recorded and the
 sweep goes on; the same run twice gives the same numbers."""
-import dataclasses
 import json
 import os
 import signal
@@ -13,7 +12,9 @@ import numpy as np
 import pytest
 
 from replication.experiments import mup
+from replication.experiments.mup import coordinates
 from replication.report import Figure, Report, Section, write_report
+from replication.sweep import Streams
 
 # Runs ``python -m replication run mup`` in a fresh process that sends itself the signal named
 # in argv[1] as soon as its first training run returns: mid-way through the experiment, with the
@@ -21,17 +22,17 @@ from replication.report import Figure, Report, Section, write_report
 _SIGNAL_MID_RUN = textwrap.dedent("""
     import os, signal, sys
     from replication.cli import main
-    from replication.experiments import mup
+    from replication.experiments.mup import coordinates
 
     # As in a terminal: a process started in the background by a shell inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    fit = mup.fit
+    fit = coordinates.fit
     def fit_then_signal(*args, **kwargs):
         out = fit(*args, **kwargs)
         os.kill(os.getpid(), getattr(signal, sys.argv[1]))
         return out
-    mup.fit = fit_then_signal
+    coordinates.fit = fit_then_signal
     sys.exit(main(["run", "mup", "--out", sys.argv[2]]))
 """)
 
@@ -99,11 +100,11 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     32x larger, so each step multiplies its error by about |1 - 32 * 0.9 * 2| ~ 57, and 40 steps
     overflow float32; the narrow widths train. The divergence is counted in the table and the
     JSON, NaN there becomes null, and muP, trained after SP, is measured at every width."""
-    c = dataclasses.replace(mup.Config(), coord_widths=(32, 64, 1024), coord_base_width=32,
-                            coord_depth=2, coord_seeds=2, coord_steps=40, coord_lr_fraction=0.9)
-    claims, section, series = mup.coordinate_section(c)
-    report = Report(experiment="mup", title="t", summary="s", claims=claims, sections=[section],
-                    series=series, preset="quick", seconds=1.0)
+    c = coordinates.Config(widths=(32, 64, 1024), base_width=32, depth=2, seeds=2, steps=40,
+                           lr_fraction=0.9)
+    found = coordinates.findings(c, coordinates.measure(c, Streams(0, mup.STREAMS)))
+    report = Report(experiment="mup", title="t", summary="s", claims=found.claims, sections=found.sections,
+                    series=found.series, preset="quick", seconds=1.0)
     write_report(report, tmp_path)
     side = json.loads((tmp_path / "mup.json").read_text())
     sp = np.array(side["series"]["coord_check"]["standard/readout"], dtype=float)  # null -> nan
@@ -112,7 +113,7 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert np.isfinite(mu).all()
     row = next(line for line in (tmp_path / "mup.md").read_text().splitlines()
                if line.startswith("| SP | readout |"))
-    assert row.rstrip(" |").rsplit("|", 1)[-1].strip() == str(c.coord_seeds)  # diverged runs
+    assert row.rstrip(" |").rsplit("|", 1)[-1].strip() == str(c.seeds)  # diverged runs
     by_id = {cl["id"]: cl for cl in side["claims"]}
     assert by_id["mup_coord_mup_dense_0"]["measured"] is not None
 
@@ -122,10 +123,13 @@ _DETERMINISM = textwrap.dedent("""
     from replication.cli import main
     from replication.experiments import mup
 
+    quick = mup.PRESETS["quick"]
     mup.PRESETS["quick"] = dataclasses.replace(
-        mup.PRESETS["quick"], coord_widths=(32, 128), coord_steps=3, transfer_widths=(128, 256),
-        transfer_log2_lrs=(-4, -2, 0), transfer_steps=10, transfer_n=16, init_widths=(64, 256),
-        init_seeds=2, trained_widths=(64, 256), trained_seeds=2)
+        quick, coordinates=dataclasses.replace(quick.coordinates, widths=(32, 128), steps=3),
+        transfer=dataclasses.replace(quick.transfer, widths=(128, 256), log2_learning_rates=(-4, -2, 0),
+                                     steps=10, n_inputs=16),
+        initialisation=dataclasses.replace(quick.initialisation, widths=(64, 256)),
+        trained=dataclasses.replace(quick.trained, widths=(64, 256)))
     sys.exit(main(["run", "mup", "--seeds", "2", "--out", sys.argv[1]]))
 """)
 

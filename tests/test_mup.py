@@ -117,18 +117,30 @@ def test_small_coordinate_check():
     muP, falling as width^(-1/2) under NTK parameterization. Slopes over log(16); a network's
     change fluctuates by O(width^-1/2), about 0.12 at width 64, which after a geometric mean
     over 3 seeds and the division by log 16 leaves about 0.05 on the slope: tolerance 0.15."""
-    import dataclasses
-
-    from replication.data import sphere_inputs
     from replication.experiments import mup
+    from replication.experiments.mup import coordinates
+    from replication.experiments.mup.networks import Networks
+    from replication.sweep import Streams
 
-    c = dataclasses.replace(mup.Config(), coord_widths=(64, 1024), coord_depth=2, coord_seeds=3,
-                            coord_steps=3, coord_base_width=64)
-    x = sphere_inputs(jax.random.PRNGKey(0), 16, 8)
-    y = jnp.sin(2 * x[:, :1])
-    for p, lr, expected in (("mup", 0.05, 0.0), ("ntk", 0.5, -0.5)):
-        records = mup.coordinate_check(c, x, y, p, lr)
+    c = coordinates.Config(networks=Networks(input_dim=8), widths=(64, 1024), base_width=64, depth=2,
+                           batch=16, steps=3, seeds=3)
+    records = coordinates.measure(c, Streams(0, mup.STREAMS)).records
+    for p, expected in (("mup", 0.0), ("ntk", -0.5)):
         for layer in ("dense_0", "dense_1"):
-            change = np.exp(np.log(records[layer][:, :, 3, 1]).mean(axis=1))
+            change = np.exp(np.log(records[p][layer][:, :, 3, 1]).mean(axis=1))
             slope = np.log(change[1] / change[0]) / np.log(16)
             assert abs(slope - expected) < 0.15, (p, layer, slope)
+
+
+def test_the_table_printed_is_the_one_implemented():
+    """``MUP_TABLE``'s learning-rate columns, read at r = 8, are ``learning_rate_factors``."""
+    from replication.parametrization import MUP_TABLE
+
+    header, rows = MUP_TABLE
+    value = {"1": 1.0, "r": R, "1 / r": 1 / R}
+    for row in rows:
+        role, kind = row[0].split()
+        index = 0 if kind.startswith("weight") else 1
+        for column, optimizer in ((3, "sgd"), (4, "adam")):
+            factor = learning_rate_factors("mup", role, R, optimizer)[index]
+            assert factor == value[row[column]], (row, optimizer)

@@ -6,7 +6,8 @@ from scipy import stats
 
 from replication.arch import MLP
 from replication.data import sphere_inputs
-from replication.experiments.nngp import kurtosis_of_one_output, monte_carlo_floor
+from replication.experiments.nngp.kurtosis import kurtosis_of_one_output
+from replication.experiments.nngp.monte_carlo import monte_carlo_floor
 from replication.kernels import closed_form
 
 
@@ -57,17 +58,20 @@ def test_monte_carlo_floor_formula_matches_gaussian_sampling():
 
 def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
     """Every part of the experiment on a tiny config; depth 2 stops at a narrower width."""
-    import dataclasses
     import json
+    from dataclasses import replace
 
     from replication.experiments import nngp
     from replication.report import write_report
 
-    config = dataclasses.replace(
-        nngp.PRESETS["quick"], widths=(16, 64), depths=(1,), activations=("erf",), seeds=2,
-        mc_widths=(4, 16), mc_samples=64, mc_replicates=2, kurtosis_widths=(2, 8, 32),
-        kurtosis_depths=(1, 2), kurtosis_max_width_deep=8, kurtosis_fit_min_width=2,
-        kurtosis_samples=256, bayes_widths=(16,), bayes_ensemble=8, bayes_n_test=5)
+    quick = nngp.PRESETS["quick"]
+    config = replace(
+        quick,
+        kernel_rate=replace(quick.kernel_rate, widths=(16, 64), depths=(1,), activations=("erf",), seeds=2),
+        monte_carlo=replace(quick.monte_carlo, widths=(4, 16), samples=64, replicates=2),
+        kurtosis=replace(quick.kurtosis, activations=("erf",), widths=(2, 8, 32), depths=(1, 2),
+                         max_width_deep=8, fit_min_width=2, samples=256),
+        posterior=replace(quick.posterior, widths=(16,), ensemble=8, n_test=5))
     write_report(nngp.run(config), tmp_path)
     side = json.loads((tmp_path / "nngp.json").read_text())
     assert [c["id"] for c in side["claims"]] == [
@@ -85,7 +89,7 @@ def test_nngp_posterior_is_the_gaussian_process_posterior():
     from jax.experimental import enable_x64
 
     from replication.data import noisy_sine_1d
-    from replication.experiments.nngp import nngp_posterior
+    from replication.experiments.nngp.posterior import nngp_posterior
 
     spec = MLP(16, 2, "erf", W_std=1.5, b_std=0.5)
     x, y, xs = noisy_sine_1d(jax.random.PRNGKey(0), 6, 7, 0.2)
@@ -107,7 +111,7 @@ def test_trained_readouts_are_exact_posterior_samples():
     posterior sample of its own empirical NNGP, to float32 rounding (1e-4 of the
     outputs' unit scale), and the networks differ from one another."""
     from replication.data import noisy_sine_1d
-    from replication.experiments.nngp import nngp_posterior, posterior_samples, readout_heavy_ball
+    from replication.experiments.nngp.posterior import nngp_posterior, posterior_samples, readout_heavy_ball
 
     spec = MLP(64, 2, "erf", W_std=1.5, b_std=0.5)
     x, y, xs = noisy_sine_1d(jax.random.PRNGKey(0), 6, 7, 0.2)

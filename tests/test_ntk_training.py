@@ -1,15 +1,19 @@
 """The ntk experiment's training studies, at small widths: closed form against empirical."""
-import dataclasses
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from replication.arch import MLP
+from replication.dynamics import stable_step
 from replication.experiments import ntk
-from replication.experiments.ntk_training import (ensemble_study, ntk_diagonal_samples, step_size,
-                                                  steps_to_converge)
-from replication.kernels import empirical_ntk
+from replication.experiments.ntk import ensemble
+from replication.experiments.ntk.fluctuations import ntk_diagonal_samples
+from replication.experiments.ntk.stability import steps_to_converge
+from replication.experiments.ntk.task import Task
+from replication.kernels import closed_form, empirical_ntk
+from replication.sweep import Streams
 
 
 def test_ntk_diagonal_samples_are_the_empirical_ntk_diagonal():
@@ -31,14 +35,14 @@ def test_relu_ntk_diagonal_mean_equals_the_closed_form_at_width_16():
     spec = MLP(width=16, depth=2, activation="relu", b_std=None)
     M = 2000
     theta = ntk_diagonal_samples(spec, x, jax.random.split(jax.random.PRNGKey(1), M), chunk_size=500)
-    limit = float(spec.stax()[2](x, None, "ntk")[0, 0])
+    limit = float(closed_form(spec, x)[0, 0])
     assert abs(theta.mean() - limit) <= 4 * theta.std() / np.sqrt(M)
 
 
 def test_step_size_and_steps():
     k = np.diag([4.0, 1.0])
-    eta = step_size(k, 1.0)
-    assert eta == 2 * 1.0 / 4.0  # n / lambda_max
+    eta = stable_step(k, 0.5)
+    assert eta == 2 * 1.0 / 4.0  # half the stability limit: n / lambda_max
     steps = steps_to_converge(k, eta, 1e3, 10)
     assert steps % 10 == 0 and (1 - eta * 1.0 / 2) ** steps <= 1e-3
 
@@ -46,7 +50,7 @@ def test_step_size_and_steps():
 def test_ensemble_of_trained_networks_matches_gradient_descent_mse_ensemble_small():
     """The ensemble claims at width 128 with 48 members: the closed form's mean within 3 RMS
     z-scores and the variance within 3 sqrt(2/(M-1)) at every time."""
-    config = dataclasses.replace(ntk.Config(), ens_width=128, ens_members=48, ens_times=(0, 10, 100),
-                                 n_train=8, n_test=12)
-    claims, _, _ = ensemble_study(config)
+    config = replace(ensemble.Config(), width=128, members=48, times=(0, 10, 100),
+                     task=Task(n_train=8, n_test=12))
+    claims = ensemble.findings(config, ensemble.measure(config, Streams(0, ntk.STREAMS))).claims
     assert all(c.passed for c in claims), [(c.id, c.measured) for c in claims]

@@ -1,21 +1,28 @@
 """The regression experiment's closed forms, at small width."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from replication.arch import MLP
+from replication.dynamics import gradient_descent_mse, stable_step
 from replication.experiments import regression as R
+from replication.experiments.regression import table
+from replication.experiments.regression.problem import Problem, one_network
+from replication.sweep import Streams
+
+STREAMS = Streams(0, R.STREAMS)
 
 
-def test_kernel_regression_is_neural_tangents_t_infinity_limit():
-    x_train, y_train, x_test, _ = R.data(R.Config(n_train=12, n_test=7))
-    spec = MLP(width=32, depth=1, activation="relu")
-    kernel_fn, k, kt = R.closed_form_kernels(spec, x_train, x_test)
+def test_t_infinity_closed_form_is_kernel_regression_from_the_initial_outputs():
+    """Both closed forms the experiment uses at t = None (the flow, for the closed-form NTK; the
+    discrete recursion, for a network's own kernel) are f0_test + K_te,tr K^-1 (y - f0_train)."""
+    problem = Problem(n_train=12, n_test=7)
+    x_train, y_train, x_test, _ = problem.data(STREAMS)
+    k, kt = problem.closed_form(x_train), problem.closed_form(x_test, x_train)
     f0_train, f0_test = np.ones((12, 1)) * 0.3, np.ones((7, 1)) * -0.2
-    ours = R.kernel_regression(k, kt, y_train, f0_train, f0_test)
-    theirs = R.closed_form_at(kernel_fn, x_train, y_train, x_test, None, f0_train, f0_test)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-8)
+    expected = f0_test + kt @ np.linalg.solve(k, np.asarray(y_train, np.float64) - f0_train)
+    for discrete in (False, True):
+        _, ours = gradient_descent_mse(k, y_train, 1.0, discrete=discrete)(None, f0_train, f0_test, kt)
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-8)
 
 
 def test_empirical_ntk_regression_approaches_the_closed_form_with_width():
@@ -23,36 +30,25 @@ def test_empirical_ntk_regression_approaches_the_closed_form_with_width():
     is the kernel's O(width^-1/2) fluctuation propagated through the solve, so from width 64 to
     1024 it should shrink by about 4; demanded: 2, averaged over 4 seeds (their spread is
     large, log sd about 0.5)."""
-    cfg = R.Config(n_train=16, n_test=16)
-    x_train, y_train, x_test, _ = R.data(cfg)
-    spec = MLP(width=64, depth=1, activation="relu", W_std=cfg.W_std, b_std=cfg.b_std)
-    _, k, kt = R.closed_form_kernels(spec, x_train, x_test)
-    closed = R.kernel_regression(k, kt, y_train)
-    gaps = {}
-    for width in (64, 1024):
-        g = []
-        for s in range(4):
-            r = R.one_network(spec.replace(width=width), jax.random.PRNGKey(s), x_train, y_train, x_test,
-                              optax.sgd(0.0), 1)
-            emp = R.kernel_regression(r["k_train"], r["k_test_train"], y_train)
-            g.append(np.sqrt(np.mean((emp - closed) ** 2)))
-        gaps[width] = np.exp(np.mean(np.log(g)))
-    assert gaps[1024] < gaps[64] / 2, gaps
+    config = table.Config(problem=Problem(n_train=16, n_test=16, steps=1), widths=(64, 1024), seeds=4)
+    gaps = table.measure(config, STREAMS).measured["gap_emp"]
+    geometric = np.exp(np.mean(np.log(gaps), axis=1))
+    assert geometric[1] < geometric[0] / 2, geometric
 
 
 def test_trained_linearisation_is_discrete_gradient_descent_with_the_init_kernel():
     """A linearised network trained by GD moves exactly as kernel GD with its own empirical NTK:
     train residual (I - eta K / n)^t r0, test outputs f0 - K_te,tr K^-1 (I - (I - eta K / n)^t) r0.
     Both sides are exact; the tolerance is float32 rounding over 40 steps."""
-    cfg = R.Config(n_train=12, n_test=8)
-    x_train, y_train, x_test, _ = R.data(cfg)
-    spec = MLP(width=64, depth=1, activation="relu", W_std=cfg.W_std, b_std=cfg.b_std)
-    _, k, _ = R.closed_form_kernels(spec, x_train, x_test)
+    problem = Problem(n_train=12, n_test=8)
+    x_train, y_train, x_test, _ = problem.data(STREAMS)
+    spec = problem.network(64)
     n, t = 12, 40
-    eta = 0.5 * n / np.linalg.eigvalsh(k)[-1]
-    r = R.one_network(spec, jax.random.PRNGKey(3), x_train, y_train, x_test, optax.sgd(eta), t,
-                      linearise=True)
-    K, Kt = r["k_train"], r["k_test_train"]
+    eta = stable_step(problem.closed_form(x_train), 0.25)   # 0.5 n / lambda_max
+    optimizer = optax.sgd(eta)
+    r = one_network(spec, jax.random.PRNGKey(3), x_train, y_train, x_test, optimizer, t)
+    f_lin_test = table.linearisation_test_outputs(spec, r.params0, x_train, y_train, x_test, optimizer, t)
+    K, Kt = r.k_train, r.k_test_train
     decay = np.linalg.matrix_power(np.eye(n) - eta * K / n, t)
-    expected = r["f0_test"] - Kt @ np.linalg.solve(K, (np.eye(n) - decay) @ (r["f0_train"] - np.asarray(y_train)))
-    np.testing.assert_allclose(r["f_lin_test"], expected, atol=2e-4 * np.abs(expected).max())
+    expected = r.f0_test - Kt @ np.linalg.solve(K, (np.eye(n) - decay) @ (r.f0_train - np.asarray(y_train)))
+    np.testing.assert_allclose(f_lin_test, expected, atol=2e-4 * np.abs(expected).max())

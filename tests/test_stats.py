@@ -44,3 +44,33 @@ def test_fit_refuses_bad_errors():
         fit_power_law([1, 2], [0.1, float("nan")])
     with pytest.raises(ValueError, match="need errors of shape"):
         fit_power_law([1], [0.1])
+
+
+def test_fits_and_intervals_leave_out_what_diverged():
+    import numpy as np
+
+    from replication.stats import fit_finite, local_slopes, t_interval
+
+    widths = [16, 64, 256, 1024]
+    values = np.array([[1.0, 1.1], [0.5, np.nan], [0.25, 0.26], [0.125, 0.13]])
+    fit = fit_finite(widths, values)
+    assert fit is not None and fit.n_seeds == 2 and -0.55 < fit.exponent < -0.45
+    assert fit_finite(widths[:2], values[:2]) is None          # one usable width: no fit
+    assert [(a, b) for a, b, _ in local_slopes(widths, values)] == [(16, 256), (256, 1024)]
+    mean, (lo, hi) = t_interval([1.0, 2.0, 3.0, np.nan])
+    assert mean == 2.0 and lo < 2.0 < hi and t_interval([np.nan]) == (None, None)
+
+
+def test_named_streams_are_fixed_offsets_from_the_seed():
+    import jax
+    import numpy as np
+    import pytest
+
+    from replication.sweep import Streams, network_key
+
+    s = Streams(5, {"data": 0, "networks": 10})
+    assert np.array_equal(jax.random.key_data(s.network("networks", 64, 2)),
+                          jax.random.key_data(network_key(15, 64, 2)))
+    assert np.array_equal(s.key("data"), jax.random.PRNGKey(5))
+    with pytest.raises(KeyError, match="no random stream 'nope'"):
+        s.key("nope")

@@ -1,0 +1,64 @@
+"""digits: the theory on real data, scikit-learn's 8x8 handwritten digits.
+
+1,797 images of 8x8 pixels, 10 classes, split once into training and test
+images (stratified by class, fixed seed); targets are centred one-hot vectors
+(one-hot minus 1/10, Lee et al. 2018) and inputs are standardised with the
+training images' statistics. Theory (Lee et al. 2018; Jacot et al. 2018; Lee
+et al. 2019): an infinitely wide network at initialisation is a Gaussian
+process with the NNGP kernel, and one trained by gradient descent on MSE is
+kernel regression with the NTK, both in closed form (neural-tangents). A
+finite network trained by full-batch gradient descent follows the closed-form
+NTK dynamics started from its own initial outputs, with a gap in its outputs
+of order `width^(-1/2)`, so its test accuracy approaches the one the NTK
+predicts for it.
+
+Measured here: closed-form NNGP and NTK regression (the t -> infinity limit
+of gradient descent on MSE) for fully connected ReLU networks of depth 1 to 3
+and a convolutional network (readout through flatten and through global
+average pooling), next to two scikit-learn baselines; Flax networks of the
+same architectures trained with optax at a ladder of widths (channels for
+the CNN), several seeds, against the closed-form NTK at the same training
+time; and a table in the style of Lee et al. 2018, Table 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from replication.experiments import report, run_studies
+from replication.experiments.digits import kernels, table, trained
+from replication.experiments.digits.task import ARCHITECTURES, Task
+from replication.experiments.digits.trained import Ladder
+from replication.report import Report
+from replication.sweep import Streams
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0                      # the split, the subsets, the networks' keys
+    kernels: kernels.Config = kernels.Config()
+    trained: trained.Config = trained.Config()
+
+    @property
+    def table(self) -> table.Config:
+        """The table's configuration is the two studies' it reads, so no setting is held twice."""
+        return table.Config(self.kernels, self.trained)
+
+
+_FULL_TASK = Task(n_train=None, n_test=None)
+PRESETS = {
+    "quick": Config(),
+    "full": Config(kernels=kernels.Config(task=_FULL_TASK), trained=trained.Config(
+        task=_FULL_TASK, mlp=Ladder((16, 64, 256, 1024, 4096, 16384)),
+        deep_mlp=Ladder((16, 64, 256, 1024, 4096, 16384)), cnn=Ladder((2, 8, 32, 128, 512, 1024)),
+        seeds=8, steps=1000, linearise=ARCHITECTURES, centred_seeds=None)),
+}
+# Every stream is the run's seed itself: the split (and its subsets), the logistic regression's
+# solver, and the networks' keys network_key(seed, width, seed index).
+STREAMS = {"split": 0, "baselines": 0, "networks": 0}
+STUDIES = (("kernels", kernels), ("trained", trained), ("table", table))
+
+
+def run(config: Config) -> Report:
+    return report("digits", __doc__, "The theory on real data: 8x8 handwritten digits",
+                  "float32 networks; closed-form kernels and kernel regression in float64",
+                  run_studies(config, STUDIES, Streams(config.seed, STREAMS)))

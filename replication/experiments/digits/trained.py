@@ -1,0 +1,390 @@
+"""Trained networks against the closed-form NTK from their own initialisation, at the same step.
+
+A network trained by full-batch gradient descent on mse follows the
+closed-form NTK dynamics started from its own initial outputs (Lee et al.
+2019), ``replication.dynamics.gradient_descent_mse`` at the same step, with a
+gap in its test outputs of order ``width^(-1/2)``; so its test accuracy
+approaches the one its NTK prediction has. For the linearised architectures
+each network's linearisation around its init is trained beside it, which
+splits the gap in two: the kernel's change in training (network vs its
+linearisation) and the init kernel's fluctuation carried by the linear
+dynamics (linearisation vs closed form). The same networks are also trained
+centred, from the same inits in the same pass (``centred``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+
+from replication.arch import CNN
+from replication.data import Digits
+from replication.dynamics import Predictor, gradient_descent_mse, stable_step
+from replication.experiments.digits import centred
+from replication.experiments.digits.task import (ARCHITECTURES, Task, accuracy, closed_form, inputs_of,
+                                                 rms)
+from replication.report import (Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure,
+                                markdown_table, mean_sd, slopes_text)
+from replication.stats import EXPONENT_BAND, finite_rows, fit_finite, local_slopes, t_interval
+from replication.sweep import Streams, measured_once, progress
+from replication.train import fit, linearized, linearized_loss, mse_loss
+
+SECTION = "Trained networks against the NTK at the same training time"
+NETWORK = ("acc_net", "acc_ntk", "rmse", "agree", "diverged", "loss_ratio")
+LINEARISED = ("rmse_nonlinear", "rmse_linear", "diverged_linear")
+SPLIT = ("rmse_nonlinear", "rmse_linear")
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """The widths an architecture is trained at (channels for the CNN)."""
+
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    task: Task = Task()
+    architectures: tuple[str, ...] = ARCHITECTURES   # those trained
+    mlp: Ladder = Ladder((16, 64, 256, 1024, 2048))  # depth 1
+    # Depth 2 and 3 cost width^2 per step: a shorter ladder on the quick preset.
+    deep_mlp: Ladder = Ladder((8, 32, 128, 512))
+    cnn: Ladder = Ladder((2, 8, 32, 128))
+    seeds: int = 3                     # independent networks per width
+    # Architectures whose networks' linearisations are trained beside them, to split the gap
+    # (as costly again as the networks: the quick preset splits the depth-1 MLP's).
+    linearise: tuple[str, ...] = ("mlp-1",)
+    # Centred networks, f(x; theta) - f(x; theta_0): the same networks from the same inits, trained
+    # from zero outputs at every width of the ladder, with the first `centred_seeds` seeds (None: all).
+    # Their cost is the networks' again, mostly at the widest width: two seeds on the quick preset.
+    centred_seeds: int | None = 2
+    lr_fraction: float = 0.5           # of the stability limit 2 n k / lambda_max of the closed-form NTK
+    steps: int = 300
+    expected_exponent: float = -0.5
+    # The gap is the kernel's O(width^-1/2) fluctuation carried by the dynamics.
+    exponent_tolerance: float = EXPONENT_BAND
+    # The test set resolves an accuracy to its binomial standard error
+    # sqrt(p (1 - p) / n_test); gaps within this many of them are not resolved
+    # (for the trained networks against their own NTK predictions, and for the
+    # centred networks against the NTK mean predictor).
+    accuracy_standard_errors: float = 2.0
+
+    def ladder(self, name: str) -> tuple[int, ...]:
+        if name.startswith("cnn"):
+            return self.cnn.widths
+        return self.mlp.widths if name == "mlp-1" else self.deep_mlp.widths
+
+    @property
+    def n_centred(self) -> int:
+        """Seeds trained centred at each width."""
+        return self.seeds if self.centred_seeds is None else self.centred_seeds
+
+
+@dataclass
+class Result:
+    n_train: int
+    outputs: int
+    n_test: int
+    networks: dict   # per architecture: ``sweep``'s arrays, its step and timings
+    closed: dict     # per architecture: the closed forms at t -> infinity (``task.closed_form``)
+
+
+@measured_once
+def measure(config: Config, streams: Streams) -> Result:
+    for name in config.linearise:
+        if name not in config.architectures:
+            raise ValueError(f"architecture {name!r} is linearised but not trained: add it to architectures")
+    if not 0 <= config.n_centred <= config.seeds:
+        raise ValueError(f"centred_seeds must be None or between 0 and seeds={config.seeds}, "
+                         f"got {config.centred_seeds}")
+    data = config.task.data(streams)
+    n, k = data.y_train.shape
+    networks, closed = {}, {}
+    for name in config.architectures:
+        kernels, closed[name] = closed_form(config.task, name, streams)
+        k_train, k_test_train = kernels["ntk"]
+        lr = stable_step(k_train, config.lr_fraction, outputs=k)
+        start = time.perf_counter()
+        m = sweep(config, name, data, k_train, k_test_train, lr, streams)
+        m["seconds"] = time.perf_counter() - start
+        # Gradient descent against the gradient flow the closed form solves: per mode of the
+        # training kernel |(1 - a)^t - exp(-a t)|, a = eta lambda / (n k), times the residual.
+        a = lr * np.linalg.eigvalsh(k_train) / (n * k)
+        m["step_vs_flow"] = float(np.max(np.abs((1 - a) ** config.steps - np.exp(-a * config.steps))))
+        m["learning_rate"] = lr
+        networks[name] = m
+    return Result(n, k, data.y_test.shape[0], networks, closed)
+
+
+@dataclass
+class Problem:
+    """One architecture's training problem: inputs, targets, optimizer, and its closed-form NTK dynamics."""
+
+    x_train: jax.Array
+    x_test: jax.Array
+    y_train: jax.Array
+    labels_test: np.ndarray
+    optimizer: optax.GradientTransformation
+    steps: int
+    predict: Predictor               # the closed-form NTK dynamics from given initial outputs
+    k_test_train: np.ndarray
+    mean_prediction: np.ndarray      # its test outputs at ``steps`` from zero outputs, (m, k)
+
+
+def sweep(config: Config, name: str, data: Digits, k_train, k_test_train, lr: float,
+          streams: Streams) -> dict:
+    """For each width, ``seeds`` networks trained by ``fit``; each against the NTK from its own init.
+
+    Arrays ``(n_widths, seeds)``: test accuracy of the network and of its
+    closed-form NTK prediction at the same step, the RMS difference of their
+    test outputs, the fraction of test images given the same class, and
+    whether the run diverged; for a linearised architecture, the gap's two
+    parts (``one_network``); for the first ``n_centred`` seeds, the centred
+    networks' (``centred.one_network``), with the NTK mean predictor's test
+    outputs ``mean_prediction`` and accuracy ``acc_mean_step``. NaN where not
+    measured. A CNN is trained on its inputs' patches (``CNN.apply_on_patches``).
+    """
+    widths = config.ladder(name)
+    spec = config.task.spec(name, widths[0])
+    images = [jnp.asarray(inputs_of(spec, x)) for x in (data.x_train, data.x_test)]
+    xtr, xte = (spec.patches(x) for x in images) if isinstance(spec, CNN) else images
+    predict = gradient_descent_mse(k_train, data.y_train, lr)
+    problem = Problem(xtr, xte, jnp.asarray(data.y_train), data.labels_test, optax.sgd(lr), config.steps,
+                      predict, k_test_train, predict(config.steps, k_test_train=k_test_train)[1])
+    linearise, centre = name in config.linearise, config.n_centred > 0
+    keys = (*NETWORK, *(LINEARISED if linearise else ()), *(centred.MEASURED if centre else ()))
+    m = {k: np.full((len(widths), config.seeds), np.nan) for k in keys}
+    with progress(len(widths), f"digits {name}") as bar:
+        for i, w in enumerate(widths):
+            spec_w = spec.replace(width=w)
+            module = spec_w.flax()
+            apply = spec_w.apply_on_patches if isinstance(spec, CNN) else module.apply
+            for s in range(config.seeds):
+                # One network at a time, with one program per width: vmapped over seeds,
+                # XLA's CPU convolutions become grouped ones, many times slower.
+                # Eager init: its primitives compile once per shape, where a jitted init costs
+                # about a second of compilation per width and architecture.
+                params = module.init(streams.network("networks", w, s), images[0][:1])
+                for k, v in one_network(problem, apply, params, linearise, s < config.n_centred).items():
+                    m[k][i, s] = v
+            bar.update()
+    out = {"width": list(widths), **m}
+    if centre:
+        out.update(mean_prediction=problem.mean_prediction, centred_seeds=config.n_centred,
+                   acc_mean_step=accuracy(problem.mean_prediction, data.labels_test))
+    return out
+
+
+@lru_cache(maxsize=None)
+def jitted(fn):
+    return jax.jit(fn)
+
+
+def one_network(p: Problem, apply, params, linearise: bool, centre: bool) -> dict:
+    """One network from ``params``, trained, against its closed-form NTK prediction from its own init.
+
+    ``linearise``: its linearisation too, trained with the same optimizer,
+    which splits the RMS gap (Lee et al. 2019): network vs its linearisation
+    (``rmse_nonlinear``), linearisation vs the closed form (``rmse_linear``).
+    ``centre``: the centred network from the same init (``centred``).
+    """
+    loss, forward = mse_loss(apply), jitted(apply)
+    f0_tr, f0_te = forward(params, p.x_train), forward(params, p.x_test)
+    run = fit(loss, params, p.optimizer, p.steps, args=(p.x_train, p.y_train))
+    own = p.predict(p.steps, f0_tr, f0_te, p.k_test_train)[1]
+    out = centred.one_network(p, loss, forward, params, f0_tr, f0_te) if centre else {}
+    out.update(diverged=bool(run.diverged), loss_ratio=float(run.losses[-1] / run.losses[0]),
+               acc_ntk=accuracy(own, p.labels_test))
+    f_lin_te = None
+    if linearise:
+        f_lin = linearized(apply)
+        lin = fit(linearized_loss(f_lin), params, p.optimizer, p.steps, args=(params, p.x_train, p.y_train))
+        # The linearisation's loss is a convex quadratic: below its stability step
+        # gradient descent never raises it, so a raised loss is an unstable mode
+        # growing geometrically (not yet overflowed), recorded as diverged.
+        out["diverged_linear"] = bool(lin.diverged) or float(lin.losses[-1]) > float(lin.losses[0])
+        if not out["diverged_linear"]:
+            f_lin_te = np.asarray(jitted(f_lin)(lin.params, params, p.x_test), np.float64)
+            out["rmse_linear"] = rms(f_lin_te - own)
+    if run.diverged:
+        return out  # recorded as diverged; its outputs are not measurements
+    f_te = np.asarray(forward(run.params, p.x_test), np.float64)
+    out.update(acc_net=accuracy(f_te, p.labels_test), rmse=rms(f_te - own),
+               agree=float(np.mean(f_te.argmax(-1) == own.argmax(-1))))
+    if f_lin_te is not None:
+        out["rmse_nonlinear"] = rms(f_te - f_lin_te)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Findings.
+
+def findings(config: Config, result: Result) -> Findings:
+    """Per architecture: the gap's rate, the widest networks' accuracy, the centred networks' accuracy."""
+    fits = {name: {part: fit_finite(m["width"], m[part]) for part in ("rmse", *SPLIT) if part in m}
+            for name, m in result.networks.items()}
+    claims = []
+    for name, m in result.networks.items():
+        claims += [Claim.of_fit(
+            fits[name]["rmse"], id=f"digits_gap_rate_{name}", section=SECTION,
+            statement=f"{name}: trained network's test outputs -> closed-form NTK from its own init, same step",
+            prediction="RMS gap ~ width^(-1/2)", expected=config.expected_exponent,
+            tolerance=config.exponent_tolerance), accuracy_claim(config, result, name)]
+        if "acc_centred" in m:
+            claims.append(centred.claim(config, result, name))
+    sections = [trained_section(config, result, fits, claims)] if config.architectures else []
+    if any("acc_centred" in m for m in result.networks.values()):
+        sections.append(centred.section(config, result))
+    series = {name: {**{k: v for k, v in m.items() if k != "mean_prediction"},
+                     **{f"fit_{part}": f for part, f in fits[name].items()}, "steps": config.steps}
+              for name, m in result.networks.items()}
+    return Findings(claims, sections, {"trained": series})
+
+
+def accuracy_claim(config: Config, result: Result, name: str) -> Claim:
+    """The widest networks' test accuracy minus their own NTK predictions', paired by network."""
+    m = result.networks[name]
+    acc_ntk = float(np.nanmean(m["acc_ntk"][-1]))
+    # Paired: each network against its own prediction; no measurement where a widest run diverged.
+    measured, ci = (t_interval(m["acc_net"][-1] - m["acc_ntk"][-1]) if finite_rows(m["rmse"])[-1]
+                    else (None, None))
+    return Claim(
+        id=f"digits_accuracy_{name}", section=SECTION,
+        statement=f"{name}: widest networks' test accuracy -> their NTK predictions' (width {m['width'][-1]})",
+        prediction="accuracy gap -> 0", expected=0.0, measured=measured, ci=ci,
+        tolerance=float(config.accuracy_standard_errors * np.sqrt(acc_ntk * (1 - acc_ntk) / result.n_test)))
+
+
+def trained_section(config: Config, result: Result, fits: dict, claims: list[Claim]) -> Section:
+    text = "\n".join(_architecture_text(config, result, name, fits[name]) for name in result.networks)
+    return Section(SECTION, text + _failure_note(result, claims), [
+        Figure("gap", _gap_figure(config, result, fits), "RMS difference between each trained network's "
+               "test outputs and the closed-form NTK prediction from its own init at the same step (left), "
+               "and for the linearised architectures that gap split into network vs its linearisation and "
+               "linearisation vs closed form. Markers: geometric mean over seeds; band: range; thin "
+               "lines: fits; dashed: width^(-1/2)."),
+        Figure("accuracy", _accuracy_figure(result), "Test accuracy of trained networks (mean, sd over "
+               "seeds) and of their closed-form NTK predictions at the same step, against width.")])
+
+
+def _architecture_text(config: Config, result: Result, name: str, fits: dict) -> str:
+    m = result.networks[name]
+    rows = [[w, *(mean_sd(m[key][i], empty="diverged") for key in ("acc_net", "acc_ntk", "rmse", "agree")),
+             f"{np.nanmax(m['loss_ratio'][i]):.2e}", int(np.sum(m["diverged"][i]))]
+            for i, w in enumerate(m["width"])]
+    fitted = fit_text(fits["rmse"], none="no fit: fewer than two widths without a diverged run")
+    if fits["rmse"] is not None:
+        fitted = f"fitted exponent {fitted}"
+    split = _split_text(config, name, m, fits) if "rmse_linear" in m else ""
+    return f"""
+**{name}** (step {fmt(m["learning_rate"])} = {fmt(config.lr_fraction)} x 2 n k / lambda_max of its closed-form training
+NTK, n = {result.n_train}, k = {result.outputs}; {config.steps} steps). Mean +- sd over {config.seeds} seeds; "NTK prediction" is
+neural-tangents' `gradient_descent_mse` at the same step from the network's own initial outputs.
+
+{markdown_table([("channels" if name.startswith("cnn") else "width"), "test accuracy, trained",
+                 "test accuracy, its NTK prediction", "RMS gap of test outputs", "same class as its NTK prediction",
+                 "worst final / initial loss", "diverged"], rows)}
+
+RMS gap: {fitted}; local slopes {slopes_text(local_slopes(m["width"], m["rmse"]))}. Gradient descent against the gradient flow that the
+closed form solves: at most {m['step_vs_flow']:.1e} per mode of the closed-form training kernel at
+t = {config.steps}, times the residual.
+{split}"""
+
+
+def _split_text(config: Config, name: str, m: dict, fits: dict) -> str:
+    """The gap split into network vs its linearisation and linearisation vs closed form, as markdown."""
+    rows = [[w, *(mean_sd(m[key][i], empty="diverged") for key in ("rmse", *SPLIT)),
+             int(np.nansum(m["diverged_linear"][i]))] for i, w in enumerate(m["width"])]
+
+    def fitted(part):
+        return f"{fit_text(fits[part])} (local slopes {slopes_text(local_slopes(m['width'], m[part]))})"
+
+    wide = {part: float(np.nanmean(m[part][-1])) for part in SPLIT}
+    dominant = ("the network's departure from its own linearisation" if wide["rmse_nonlinear"] > wide["rmse_linear"]
+                else "the linearisation's distance from the closed form")
+
+    def verdict(part, what):
+        f = fits[part]
+        if f is None:
+            return f"{what}: no fit"
+        inside = abs(f.exponent - config.expected_exponent) <= config.exponent_tolerance
+        return (f"{what} falls at {f.exponent:+.2f}, {'within' if inside else 'outside'} "
+                f"{config.exponent_tolerance} of {config.expected_exponent}")
+
+    reading = (verdict("rmse_nonlinear", "The kernel's change in training (network vs linearisation)") + "; "
+               + verdict("rmse_linear", "the init kernel's fluctuation carried by the linear dynamics "
+                                        "(linearisation vs closed form)") + ".")
+    return f"""
+The gap split (each network's linearisation around its init trained beside it, same optimizer and
+steps; RMS over test outputs, mean +- sd over seeds):
+
+{markdown_table(["width", "trained vs closed form", "trained vs its linearisation",
+                 "linearisation vs closed form", "linearisations diverged"], rows)}
+
+Fitted exponents: trained vs its linearisation {fitted("rmse_nonlinear")}; linearisation vs closed
+form {fitted("rmse_linear")}. At width {m["width"][-1]} the larger part is {dominant}. {reading}
+"""
+
+
+def _failure_note(result: Result, claims: list[Claim]) -> str:
+    """Why a rate claim fails, where one does: the gap's two sources and what bends the ladder."""
+    failed = [c.id.removeprefix("digits_gap_rate_") for c in claims
+              if c.id.startswith("digits_gap_rate") and not c.passed]
+    if not failed:
+        return ""
+    unsplit = [name for name in failed if "rmse_linear" not in result.networks[name]]
+    return f"""
+**Why a rate claim fails** ({", ".join(failed)}). The gap between a trained network and the closed
+form from its own init has two sources (Lee et al. 2019): the empirical NTK's fluctuation at
+initialisation, carried by the dynamics (the linearisation against the closed form), and the
+kernel's change during training (the network against its linearisation); both are of order
+width^(-1/2) asymptotically, with constants that grow with the training time and with the training
+kernel's condition number. The local slopes show where on the ladder the measured rate departs
+from -1/2: slopes that steepen towards the wide end say the ladder ends before the asymptotic
+regime. The gap at the widest width is far above float32 rounding of the outputs, and gradient
+descent's departure from gradient flow is bounded above, so neither flattens it.
+{"" if not unsplit else f"Not split on this preset (the linearisations cost as much again to train): {', '.join(unsplit)}; the full preset splits every architecture."}
+"""
+
+
+def _gap_figure(config: Config, result: Result, fits: dict):
+    panels = {"trained network vs its closed-form NTK prediction": {
+        name: (m["width"], m["rmse"], fits[name]["rmse"]) for name, m in result.networks.items()
+        if np.all(np.isfinite(m["rmse"]))}}
+    for name, m in result.networks.items():
+        if "rmse_linear" not in m:
+            continue
+        # Widths where every part is measured (a diverged linearisation leaves NaN).
+        ok = np.all([np.all(np.isfinite(m[p]), axis=1) for p in ("rmse", *SPLIT)], axis=0)
+        if ok.sum() >= 2:
+            w_ok = np.asarray(m["width"])[ok]
+            panels[f"{name}: the gap split (widths without a diverged run)"] = {
+                "trained vs closed form": (w_ok, m["rmse"][ok], None),
+                "trained vs its linearisation": (w_ok, m["rmse_nonlinear"][ok], fits[name]["rmse_nonlinear"]),
+                "linearisation vs closed form": (w_ok, m["rmse_linear"][ok], fits[name]["rmse_linear"])}
+    return loglog_figure(
+        panels, xlabel="width (channels for the CNN)", ylabel="RMS difference of test outputs",
+        reference_exponent=config.expected_exponent, reference_label="theory: width^(-1/2)")
+
+
+def _accuracy_figure(result: Result):
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    for i, (name, m) in enumerate(result.networks.items()):
+        w = np.asarray(m["width"], float)
+        ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
+                    color=f"C{i}", ms=4, capsize=2, label=f"{name}: trained")
+        ax.plot(w, np.nanmean(m["acc_ntk"], axis=1), "s--", color=f"C{i}", ms=3, lw=1,
+                label=f"{name}: its NTK prediction, same step")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("width (channels for the CNN)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
