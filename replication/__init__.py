@@ -3,20 +3,15 @@
 The library part: ``replication.arch`` (one spec -> a Flax network and its
 neural-tangents triple), ``replication.kernels`` (empirical and closed-form
 NNGP / NTK), ``replication.train`` (optax training, ensembles),
-``replication.stats`` and ``replication.report``.
+``replication.dynamics`` (the infinite-width network's training in closed
+form), ``replication.stats`` and ``replication.report``.
 
-Importing the package turns off one XLA CPU compiler pass before JAX starts
-its backend (``replication.xla_cpu``): with jaxlib 0.4.25, the pass that
-hands ``x @ W * c + b`` to oneDNN returns wrong numbers for some shapes,
-which is exactly the form of every layer here.
+Importing the package applies ``replication.compat``, which lets
+neural-tangents 0.6.5 (its last release) run on current JAX without
+TensorFlow: import ``replication`` before ``neural_tangents``.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-import os
+from replication import compat as _compat
 
-from replication import xla_cpu as _xla_cpu
-
-# TensorFlow is imported by neural-tangents but unused; keep its start-up quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-_xla_cpu.configure()
+_compat.install()

@@ -38,7 +38,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 
 def stable_step(k_train, fraction: float, outputs: int = 1) -> float:

@@ -21,6 +21,7 @@ All functions return ``(n1, n2)`` arrays for inputs ``x1`` of ``n1`` and
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -49,6 +50,43 @@ def _ntk_fn(apply_fn: Callable, implementation: str):
     # independently, which lets structured derivatives skip cross-point blocks.
     fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl)
     return jax.jit(fn)
+
+
+def _program(apply_fn: Callable, implementation: str):
+    try:
+        return _ntk_fn(apply_fn, implementation)
+    except TypeError:  # an unhashable apply_fn cannot be cached
+        return _ntk_fn.__wrapped__(apply_fn, implementation)
+
+
+STRUCTURED_FAILED: list[str] = []   # why structured derivatives stopped working on this JAX, if they did
+
+
+def _with_fallback(apply_fn: Callable, implementation: str) -> Callable:
+    """The NTK program; structured derivatives fall back to NTK-vector products if they fail.
+
+    Structured derivatives lean on JAX's private autodiff internals
+    (``replication.compat``, patches 8 and 9). Should a JAX release break
+    them, the study goes on with NTK-vector products (public JAX only, the
+    same kernel, slower), says so once, and ``tests/test_compat.py`` fails.
+    """
+    if implementation != "structured":
+        return _program(apply_fn, implementation)
+
+    def call(*args):
+        if not STRUCTURED_FAILED:
+            try:
+                return _program(apply_fn, "structured")(*args)
+            except (MemoryError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure inside JAX's internals
+                STRUCTURED_FAILED.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                warnings.warn(f"structured-derivatives NTK failed on jax {jax.__version__} "
+                              f"({STRUCTURED_FAILED[0]}); empirical_ntk uses NTK-vector products "
+                              "from now on", RuntimeWarning, stacklevel=3)
+        return _program(apply_fn, "ntk_vector_products")(*args)
+
+    return call
 
 
 def _blocks(n: int, block_size: int):
@@ -85,10 +123,7 @@ def empirical_ntk(
                          f"allowed: {', '.join(NTK_IMPLEMENTATIONS)}")
     symmetric = x2 is None
     x2 = x1 if symmetric else x2
-    try:
-        ntk_fn = _ntk_fn(apply_fn, implementation)
-    except TypeError:  # an unhashable apply_fn cannot be cached
-        ntk_fn = _ntk_fn.__wrapped__(apply_fn, implementation)
+    ntk_fn = _with_fallback(apply_fn, implementation)
     n1, n2 = x1.shape[0], x2.shape[0]
     if n1 <= block_size and n2 <= block_size:
         return ntk_fn(x1, None if symmetric else x2, params)

@@ -253,7 +253,10 @@ def code_version() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
+    """The Python and package versions that built a report (the stack)."""
+    import platform
+
+    out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             out[name.replace("-", "_")] = importlib.metadata.version(name)

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import neural_tangents as nt
 import pytest
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.arch import CNN, MLP
 from replication.data import Digits, centred_one_hot, digits

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 from scipy import stats
 
 from replication.arch import CNN, MLP

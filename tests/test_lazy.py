@@ -7,7 +7,7 @@ import neural_tangents as nt
 import numpy as np
 import optax
 import pytest
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication import fixed_loss
 from replication.data import single_index

@@ -86,7 +86,7 @@ def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
 
 def test_nngp_posterior_is_the_gaussian_process_posterior():
     """mean = K_sX (K_XX + s^2 I)^-1 y, var = diag(K_ss - K_sX (K_XX + s^2 I)^-1 K_Xs), in float64."""
-    from jax.experimental import enable_x64
+    from replication.compat import enable_x64
 
     from replication.data import noisy_sine_1d
     from replication.experiments.nngp.posterior import nngp_posterior

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.arch import MLP
 from replication.data import sphere_inputs

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.arch import CNN, MLP
 from replication.data import Digits, digits

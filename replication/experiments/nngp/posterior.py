@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.arch import MLP, AffineLayer
 from replication.data import noisy_sine_1d

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.dynamics import gradient_descent_mse, stable_step
 from replication.experiments.ntk.task import Task, training_data

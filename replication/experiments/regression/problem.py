@@ -16,7 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import enable_x64
+from replication.compat import enable_x64
 
 from replication.arch import MLP
 from replication.data import sin_cos_2d
