@@ -134,7 +134,8 @@ def findings(config: Config, result: Transfer) -> Findings:
                            **{f"best_loss/{p}": b[1] for p, b in best.items()}, "z_wider": z}}
     section = Section(SECTION, _prose(config, result, best, shift, z), [Figure(
         "lr_transfer", _figure(config, result), "Training loss against learning rate, one line per width "
-        "(geometric mean over seeds): SP's optimum moves left as the width grows, muP's stays.")])
+        "(geometric mean over seeds). Theory: SP's optimum moves left as the width grows, muP's stays; "
+        "the table above says where each width's optimum is.")])
     return Findings(claims, [section], series)
 
 
