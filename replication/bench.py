@@ -65,14 +65,16 @@ class Config:
     matmul_size: int = 2048
     # Reference: about 50x, the ratio of NTK-vector products (about 5 s) to
     # structured derivatives (about 0.1 s) for this network on a 2-core CPU with
-    # these pinned versions. The claim passes at half of it.
+    # jax 0.4.25 (about 130x with jax 0.10.2). The claim passes at half of 50x.
     expected_speedup: float = 50.0
-    # Target: at least 0.3 of the same machine's dense float32 matmul rate.
-    expected_fraction_of_peak: float = 0.3
+    # Target: at least half of the same machine's dense float32 matmul rate.
+    expected_fraction_of_peak: float = 0.5
     # Ensembles: M networks trained for `ensemble_steps` full-batch SGD steps.
     ensemble_widths: tuple[int, ...] = (32, 128, 512)
     ensemble_claim_width: int = 128
     ensemble_members: int = 32
+    # Target: the vmapped ensemble at least 1.5x a loop of jitted steps over its seeds.
+    expected_ensemble_speedup: float = 1.5
     ensemble_steps: int = 100
     ensemble_n: int = 16
     ensemble_repeats: int = 3
@@ -162,7 +164,8 @@ def ensemble_study(config: Config):
     claims = [Claim(
         id="ensemble_speedup_vs_loop", section=SECTION_ENSEMBLE,
         statement=f"{M} seeds as one vmapped program beat a loop over seeds (width {config.ensemble_claim_width})",
-        prediction="> 1: one program replaces M x steps calls", expected=1.0, measured=speedup,
+        prediction=f">= {fmt(config.expected_ensemble_speedup)}: one program replaces M x steps calls",
+        expected=config.expected_ensemble_speedup, measured=speedup,
         ci=None, tolerance=0.0, relation=">=")]
     rows = [[w, times["step_loop"][k], times["fit_loop"][k], times["ensemble"][k],
              times["step_loop"][k] / times["ensemble"][k], times["fit_loop"][k] / times["ensemble"][k]]
