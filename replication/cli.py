@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+
 from replication import config as configuration
 from replication.arch import ACTIVATIONS
 from replication.experiments import EXPERIMENTS, PRESETS, load
@@ -149,6 +151,8 @@ def _run_module(module, config, preset, out, overrides, command) -> Path:
     report.command = command + "".join(
         f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items()
         if k != "set") + "".join(f" --set {a}" for a in overrides.get("set", ()))
+    if jax.process_index() > 0:   # a run over several processes: process 0 writes the report
+        return Path(out) / f"{report.experiment}.md"
     return write_report(report, out)
 
 
@@ -197,6 +201,10 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"replication: error: {e}", file=sys.stderr)
         return 2
+    # A run spread over processes joins them before any computation (replication.distributed).
+    from replication import distributed
+
+    distributed.initialize()
     # Wide networks' buffers are reused rather than faulted in afresh on every call.
     keep_freed_memory()
     # SIGTERM unwinds like Ctrl-C, so the report writer's staging folder is

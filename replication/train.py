@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from replication import distributed
 from replication.arch import training_layout
 
 
@@ -115,9 +116,10 @@ def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
     ``Trajectory`` gains the members' leading axis, so one member's
     divergence is recorded without touching the others.
 
-    The members are sharded over ``devices`` (default: every local device)
-    with ``jax.sharding``: each device trains its share, with no
-    communication, and the result equals a one-device run. Before anything
+    The members are sharded over ``devices`` (default: every device of every
+    process of the run, ``replication.distributed``) with ``jax.sharding``:
+    each device trains its share, with no communication, and every process
+    gets the whole result, equal to a one-device run. Before anything
     is built the ensemble's memory is estimated (``replication.memory``):
     members that would not fit in ``budget`` at once are trained in chunks,
     and an ensemble whose single member does not fit is refused with
@@ -131,7 +133,8 @@ def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
     n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(one))
     state = jax.eval_shape(optimizer.init, one)
     copies = -(-sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(state)) // max(n_params, 1))
-    devices = list(jax.local_devices() if devices is None else devices)
+    # Every device of every process (replication.distributed); one process: its own devices.
+    devices = list(jax.devices() if devices is None else devices)
     chunk = memory.plan_ensemble(n_params, members, copies, budget)
     chunk = max(len(devices), chunk - chunk % len(devices)) if chunk >= len(devices) else chunk
     program = _ensemble_program(loss_fn, optimizer, steps, **kwargs)
@@ -140,6 +143,7 @@ def fit_ensemble(loss_fn: Callable[..., jax.Array], stacked_params: Any,
         part = jax.tree_util.tree_map(lambda a: a[start:start + chunk], stacked_params)
         with training_layout():
             runs.append(program(_shard(part, devices), tuple(args)))
+    runs = [distributed.gather(r) for r in runs]
     if len(runs) == 1:
         return runs[0]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *runs)
@@ -157,8 +161,13 @@ def _shard(stacked, devices):
 
     members = jax.tree_util.tree_leaves(stacked)[0].shape[0]
     if len(devices) == 1 or members % len(devices):
+        if distributed.several():
+            raise ValueError(f"{members} members do not split over {len(devices)} devices of "
+                             f"{jax.process_count()} processes")
         return jax.device_put(stacked, devices[0])
     sharding = NamedSharding(Mesh(np.array(devices), ("members",)), PartitionSpec("members"))
+    if distributed.several():
+        return distributed.global_array(stacked, sharding)
     return jax.device_put(stacked, sharding)
 
 
