@@ -80,10 +80,14 @@ def _with_fallback(apply_fn: Callable, implementation: str) -> Callable:
             except (MemoryError, KeyboardInterrupt):
                 raise
             except Exception as e:  # noqa: BLE001 - any failure inside JAX's internals
+                # Inputs at fault fail NTK-vector products too, and raise here: only a failure
+                # of structured derivatives alone switches them off.
+                kernel = _program(apply_fn, "ntk_vector_products")(*args)
                 STRUCTURED_FAILED.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 warnings.warn(f"structured-derivatives NTK failed on jax {jax.__version__} "
                               f"({STRUCTURED_FAILED[0]}); empirical_ntk uses NTK-vector products "
                               "from now on", RuntimeWarning, stacklevel=3)
+                return kernel
         return _program(apply_fn, "ntk_vector_products")(*args)
 
     return call

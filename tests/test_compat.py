@@ -106,3 +106,14 @@ def test_the_layer_fills_in_only_what_is_missing():
         assert before == []
     else:
         assert any(p.startswith("2 ") for p in before) and any(p.startswith("8 ") for p in before)
+
+
+def test_inputs_at_fault_raise_and_leave_structured_derivatives_on(monkeypatch):
+    from replication import kernels
+
+    monkeypatch.setattr(kernels, "STRUCTURED_FAILED", [])
+    module = MLP(width=16, depth=1, activation="erf").flax()
+    params = module.init(jax.random.PRNGKey(1), jnp.ones((2, 3)))
+    with pytest.raises(Exception):
+        empirical_ntk(module.apply, params, jnp.ones((2, 5)))   # inputs of the wrong dimension
+    assert kernels.STRUCTURED_FAILED == []
