@@ -7,7 +7,7 @@ neural tangent kernel") against neural-tangents' two generic algorithms
 (Jacobian contraction, NTK-vector products); the structured NTK's
 floating-point rate against the same machine's dense float32 matrix
 multiply; an ensemble trained as one vmapped program against a Python loop
-over its seeds; and closed-form kernels computed by ``nt.batch`` over one
+over its seeds; and closed-form kernels computed in blocks over one
 and over two devices.
 
 FLOP count of the empirical NTK of an MLP with layer widths
@@ -78,7 +78,7 @@ class Config:
     ensemble_steps: int = 100
     ensemble_n: int = 16
     ensemble_repeats: int = 3
-    # Closed-form kernels through nt.batch: input counts, and the block size.
+    # Closed-form kernels in blocks: input counts, and the block size.
     batch_mlp_inputs: tuple[int, ...] = (128, 256, 512, 1024)
     batch_mlp_block: int = 64
     batch_cnn_inputs: tuple[int, ...] = (16, 32, 64)
@@ -219,7 +219,7 @@ print(json.dumps(out))
 
 
 def batch_study(config: Config):
-    """Throughput of nt.batch against input count; the same kernel over one and two devices."""
+    """Throughput of blocked closed-form kernels against input count; the same kernel over one and two devices."""
     rows, series = [], {}
     for name, spec, shape, counts, block in (
             ("MLP depth 3", MLP(64, 3, "relu"), (config.input_dim,), config.batch_mlp_inputs,
@@ -242,14 +242,14 @@ def batch_study(config: Config):
     worst = max(two[k]["max_relative_difference"] for k in ("mlp", "cnn"))
     claims = [Claim(
         id="kernel_two_devices_equal_one", section=SECTION_BATCH,
-        statement="nt.batch over 2 devices gives the kernel of 1 device",
+        statement="blocked closed-form kernel over 2 devices gives the kernel of 1 device",
         prediction="identical (each block is the same program on the same inputs)", expected=0.0,
         measured=worst, ci=None, tolerance=0.0, relation="<=")]
     dev_rows = [[k.upper(), two[k]["n"], two[k]["seconds_one"], two[k]["seconds_two"],
                  two[k]["seconds_one"] / two[k]["seconds_two"], two[k]["max_relative_difference"]]
                 for k in ("mlp", "cnn")]
     body = f"""
-Closed-form NTKs (`replication.kernels.closed_form`, which calls neural-tangents' `nt.batch`) of
+Closed-form NTKs (`replication.kernels.closed_form`, neural-tangents' kernel function in blocks) of
 all inputs against themselves, in blocks of the size shown, on this process's
 {jax.local_device_count()} device(s); fastest of {config.batch_repeats} calls after a compiling one.
 Kernel entries per second against the input count:

@@ -13,9 +13,8 @@ networks), each trains its devices' share of an ensemble's members
 (``replication.train.fit_ensemble``), and ``gather`` hands every process the
 whole result, so what follows is the one-process code, on every process,
 with the numbers of one process. CPU processes exchange data through gloo.
-Closed-form kernel blocks are not yet spread over processes: neural-tangents'
-``nt.batch`` places its blocks on the run's first devices, which belong to
-process 0.
+Closed-form kernels computed in blocks (``replication.kernels.blocked``)
+share their row blocks among the processes the same way.
 """
 from __future__ import annotations
 
@@ -54,6 +53,13 @@ def gather(tree):
 
     return jax.tree_util.tree_map(
         lambda a: jax.numpy.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+
+
+def allgather_host(local: np.ndarray) -> np.ndarray:
+    """``(processes, *local.shape)``: every process's ``local`` (one shape and dtype on all), on every process."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local, tiled=False))
 
 
 def global_array(stacked, sharding):

@@ -255,11 +255,57 @@ def monte_carlo_nngp(
     return total / (n_samples * module.spec.out_dim)
 
 
-@functools.lru_cache(maxsize=32)
-def _batched_kernel_fn(spec, batch_size: int, device_count: int):
-    """One ``nt.batch`` wrapper per spec and blocking, so its compiled block program is reused."""
-    return _nt().batch(spec.stax()[2], batch_size=batch_size, device_count=device_count,
-                       store_on_device=False)
+@functools.lru_cache(maxsize=64)
+def _block_program(kernel_fn, get):
+    """One compiled program per kernel function and ``get``, reused for every block of a kernel."""
+    return jax.jit(lambda a, b: kernel_fn(a, b, get))
+
+
+def blocked(kernel_fn: Callable, x1: jax.Array, x2: jax.Array | None = None, get="ntk", *,
+            batch_size: int, devices: int = -1):
+    """``kernel_fn(x1, x2, get)`` computed in ``batch_size x batch_size`` blocks, on the host.
+
+    What ``nt.batch`` does for one process, spread over every process of the
+    run as well (``replication.distributed``): row blocks go round-robin to
+    the processes, and each process sends its row's column blocks to its
+    ``devices`` local devices (``-1``: all of them), one block per device at
+    a time, fetching each block to the host as it is done. Every process then
+    gets the whole kernel. Each block is ``kernel_fn`` of two blocks of
+    inputs (``x2=None`` means ``x2 = x1``, as in ``nt.batch``): one compiled
+    program for every block, so the numbers do not depend on how many
+    devices or processes share the work. Inputs are padded to whole blocks
+    and the padding cut from the result. ``get`` is ``"nngp"``, ``"ntk"`` or
+    a tuple of them (then a tuple of arrays comes back).
+    """
+    from replication import distributed
+
+    x2 = x1 if x2 is None else x2
+    n1, n2 = x1.shape[0], x2.shape[0]
+    b = batch_size
+    rows, cols = -(-n1 // b), -(-n2 // b)
+    xa, xb = _pad_to(x1, rows * b), _pad_to(x2, cols * b)
+    local = jax.local_devices()
+    local = local if devices == -1 else local[:max(devices, 1)]
+    count, index = jax.process_count(), jax.process_index()
+    program = _block_program(kernel_fn, get)
+    names = get if isinstance(get, tuple) else (get,)
+    mine = range(index, rows, count)
+    out = np.zeros((len(names), -(-rows // count), b, cols * b), dtype=x1.dtype)
+    for q, i in enumerate(mine):
+        a = xa[i * b:(i + 1) * b]
+        for wave in range(0, cols, len(local)):
+            done = []
+            for dev, j in zip(local, range(wave, min(wave + len(local), cols))):
+                k = program(jax.device_put(a, dev), jax.device_put(xb[j * b:(j + 1) * b], dev))
+                done.append((j, k if isinstance(get, tuple) else (k,)))
+            for j, k in done:
+                for g in range(len(names)):
+                    out[g, q, :, j * b:(j + 1) * b] = np.asarray(k[g])
+    if distributed.several():
+        out = distributed.allgather_host(out)          # (processes, g, row blocks each, b, cols * b)
+        out = np.moveaxis(out, 0, 2)                   # row block i = q * processes + p sits at [q, p]
+    whole = out.reshape(len(names), -1, cols * b)[:, :n1, :n2]
+    return tuple(whole) if isinstance(get, tuple) else whole[0]
 
 
 def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk", *,
@@ -270,11 +316,11 @@ def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "nt
     The kernel's memory is estimated first (``replication.memory``). If it
     fits in ``budget`` (default: half the memory available) it is computed
     whole; if not, or if ``batch_size`` is given, it is computed by
-    ``nt.batch`` in blocks of ``batch_size`` inputs per side, spread over
+    ``blocked`` in blocks of ``batch_size`` inputs per side, spread over
     ``devices`` local devices (``-1``: all of them) with one block per
-    device at a time. Inputs are padded to whole blocks and the padding cut
-    from the result. A kernel that cannot fit even one input pair per block
-    is refused with ``MemoryBudgetError`` before anything is allocated.
+    device at a time, and over the run's processes. A kernel that cannot fit
+    even one input pair per block is refused with ``MemoryBudgetError``
+    before anything is allocated.
     """
     from replication import memory
 
@@ -288,10 +334,4 @@ def closed_form(spec, x1: jax.Array, x2: jax.Array | None = None, get: str = "nt
         batch_size = memory.plan_closed_form(spec, x1.shape, n1, n2, budget, devices=count)
         if batch_size is None:
             return kernel_fn(x1, x2, get)
-    batched = _batched_kernel_fn(spec, batch_size, count)
-    per_x1 = batch_size * count
-    xa = _pad_to(x1, -(-n1 // per_x1) * per_x1)
-    if x2 is None and xa.shape[0] == n1:
-        return batched(xa, None, get)
-    xb = _pad_to(x1 if x2 is None else x2, -(-n2 // batch_size) * batch_size)
-    return batched(xa, xb, get)[:n1, :n2]
+    return jnp.asarray(blocked(kernel_fn, x1, x2, get, batch_size=batch_size, devices=devices))

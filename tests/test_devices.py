@@ -50,7 +50,7 @@ def test_two_devices_give_the_kernel_and_the_ensemble_of_one():
     """The kernels must be bit-identical (each block is the same program on the same inputs).
     The ensembles are the same per-member arithmetic, but XLA may tile a batch of 4 members
     differently from 8: float32 rounding, relative 1e-6 over 30 steps."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
     proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

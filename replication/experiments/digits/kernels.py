@@ -111,7 +111,7 @@ NNGP regression is the GP posterior mean, K_test,train K_train^-1 y; NTK regress
 infinity limit of gradient descent on mse, the same formula with the NTK (neural-tangents'
 `gradient_descent_mse` with t = None, from zero initial outputs), regulariser
 {fmt(task.diag_reg)} times the mean diagonal{" (none)" if task.diag_reg == 0 else ""}. Kernels
-in float64 through `nt.batch` in blocks of {task.kernel_batch} x {task.kernel_batch} inputs; a CNN's
+in float64 in blocks (`kernels.blocked`) of {task.kernel_batch} x {task.kernel_batch} inputs; a CNN's
 first convolution is computed as a 1x1 convolution of 3x3 patches (the same kernel, checked by a
 test), which cuts global average pooling's (HW)^2 = 4096 covariances per pair of images to one
 multiply each in that layer. Condition numbers are those of the training kernel on {n} images.

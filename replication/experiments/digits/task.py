@@ -17,6 +17,7 @@ from replication.compat import enable_x64
 from replication.arch import CNN, MLP
 from replication.data import Digits, digits
 from replication.dynamics import gradient_descent_mse
+from replication.kernels import blocked
 from replication.sweep import Streams
 
 ARCHITECTURES = ("mlp-1", "mlp-2", "mlp-3", "cnn-flatten", "cnn-gap")
@@ -34,7 +35,7 @@ class Task:
     b_std: float = 0.1
     cnn_depth: int = 1                 # convolutions of the CNN, 3x3, stride 1, SAME padding
     cnn_kernel_size: int = 3
-    kernel_batch: int = 50             # nt.batch's batch size for the closed-form kernels
+    kernel_batch: int = 50             # block size (inputs per side) of the closed-form kernels
     diag_reg: float = 0.0              # kernel regression's regulariser, relative to the mean trace
 
     def data(self, streams: Streams) -> Digits:
@@ -75,21 +76,13 @@ def rms(a) -> float:
 # ---------------------------------------------------------------------------
 # Closed forms, computed in batches.
 
-def _padded(x, multiple: int):
-    n = x.shape[0]
-    extra = -n % multiple
-    return (x if not extra else jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra, *x.shape[1:]))])), n
-
-
 def closed_form_kernels(spec, x_train, x_test, batch_size: int) -> dict:
     """Closed-form NNGP and NTK in float64: ``{"nngp"|"ntk": (train-train (n, n), test-train (m, n))}``.
 
-    Computed by ``nt.batch`` in ``batch_size x batch_size`` blocks (inputs
-    padded to a multiple of it), so memory holds one block of the kernel's
-    intermediate covariances; a CNN goes through ``CNN.stax_on_patches``.
+    Computed by ``replication.kernels.blocked`` in ``batch_size x batch_size``
+    blocks, so memory holds one block of the kernel's intermediate
+    covariances (per device); a CNN goes through ``CNN.stax_on_patches``.
     """
-    import neural_tangents as nt
-
     with enable_x64():
         if isinstance(spec, CNN):
             kernel_fn = spec.stax_on_patches()[2]
@@ -97,12 +90,10 @@ def closed_form_kernels(spec, x_train, x_test, batch_size: int) -> dict:
         else:
             kernel_fn = spec.stax()[2]
             xtr, xte = (jnp.asarray(x, jnp.float64) for x in (x_train, x_test))
-        batched = nt.batch(kernel_fn, batch_size=batch_size, store_on_device=False)
-        (xtr, n), (xte, m) = _padded(xtr, batch_size), _padded(xte, batch_size)
-        k_tt = batched(xtr, None, ("nngp", "ntk"))
-        k_te = batched(xte, xtr, ("nngp", "ntk"))
-        return {g: (np.asarray(getattr(k_tt, g))[:n, :n], np.asarray(getattr(k_te, g))[:m, :n])
-                for g in ("nngp", "ntk")}
+        both = ("nngp", "ntk")
+        k_tt = blocked(kernel_fn, xtr, None, both, batch_size=batch_size)
+        k_te = blocked(kernel_fn, xte, xtr, both, batch_size=batch_size)
+        return {g: (k_tt[i], k_te[i]) for i, g in enumerate(both)}
 
 
 @functools.lru_cache(maxsize=len(ARCHITECTURES))
