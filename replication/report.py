@@ -373,6 +373,7 @@ def sidecar(report: Report) -> dict:
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
         "code_version": report.code_version or code_version(), "versions": package_versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "inputs": report.inputs, "inputs_digest": report.inputs_digest,
         "seconds": report.seconds, "precision": report.precision, "command": report.command,
         "config": report.config,
@@ -447,6 +448,7 @@ def render_markdown(report: Report, meta: dict) -> str:
                "(`python -m replication.provenance inputs " + report.experiment + "`)"
                if report.inputs_digest else ""),
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+            f"- XLA flags: `{meta.get('xla_flags') or 'none'}` (`replication.xla`)",
             f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
             "", "Configuration (`--set STUDY.SETTING=VALUE` changes one):", "",
             markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in _flat(report.config).items()]),

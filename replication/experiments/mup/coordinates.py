@@ -18,6 +18,7 @@ network; replicate 0 at "width" 0 is the base-width network that sets the step).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -189,7 +190,9 @@ def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
             for t in range(1, T + 1):
                 ax = axes[r, t - 1]
                 for j, layer in enumerate(layers):
-                    with np.errstate(divide="ignore"):  # a layer that has not moved yet: no point
+                    # A layer that has not moved yet, or a width whose every seed diverged: no point.
+                    with np.errstate(divide="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
                         m = np.exp(np.nanmean(np.log(result.records[p][layer][:, :, t, kind]), axis=1))
                         ax.plot(log2_widths, np.log2(m), "o-", ms=3, color=f"C{j}", label=layer)
                 ax.set_title(f"{LABELS[p]}, step {t}", fontsize=9)
@@ -216,8 +219,11 @@ def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
 def _prose(config: Config, result: CoordinateCheck, fits: dict) -> str:
     T, net, widths, lrs = config.steps, config.networks, config.widths, result.learning_rates
     change = {key: result.records[key[0]][key[1]][:, :, T, 1] for key in fits}
-    rows = [[LABELS[p], layer, fit_text(fits[p, layer], none="-"), f"{np.nanmean(c[0]):.3g}",
-             f"{np.nanmean(c[-1]):.3g}", int(np.sum(~np.isfinite(c)))] for (p, layer), c in change.items()]
+    def mean(a):  # "nan" where every seed diverged
+        return f"{np.mean(a[np.isfinite(a)]):.3g}" if np.isfinite(a).any() else "nan"
+
+    rows = [[LABELS[p], layer, fit_text(fits[p, layer], none="-"), mean(c[0]), mean(c[-1]),
+             int(np.sum(~np.isfinite(c)))] for (p, layer), c in change.items()]
     return f"""
 The `mup` package's coordinate check: one fixed batch of {config.batch} inputs on the sphere in
 R^{net.input_dim} (target sin(2 x_1)), MLPs of depth {config.depth} ({net.activation},

@@ -43,7 +43,7 @@ class Config:
     max_width_deep: int = 1024     # depth >= 2 costs N^2 per step, twice (network, linearisation)
     activations: tuple[str, ...] = ("relu", "erf")
     smooth_activations: tuple[str, ...] = ("erf",)  # those whose kernel change is claimed at width^(-1)
-    seeds: int = 4                 # independent networks per width
+    seeds: int = 8                 # independent networks per width: the replicates behind each interval
     # Learning rate, as a fraction of the stability limit 2 n / lambda_max of the limit's training
     # NTK: 1/2 removes the top mode in one step.
     step_fraction: float = 0.5
