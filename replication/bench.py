@@ -39,7 +39,7 @@ import optax
 from replication.arch import CNN, MLP, training_layout
 from replication.data import sphere_inputs
 from replication.kernels import closed_form, empirical_ntk
-from replication.report import Claim, Report, Section, fmt, markdown_table
+from replication.report import Check, Report, Section, fmt, markdown_table
 from replication.train import fit, fit_ensemble, mse_loss
 
 SECTION_SPEED = "Structured derivatives against the generic implementations"
@@ -161,12 +161,11 @@ def ensemble_study(config: Config):
             lambda: fit_ensemble(loss, stacked, opt, T, args=(x, y)).losses, config.ensemble_repeats))
     i = config.ensemble_widths.index(config.ensemble_claim_width)
     speedup = times["step_loop"][i] / times["ensemble"][i]
-    claims = [Claim(
+    checks = [Check(
         id="ensemble_speedup_vs_loop", section=SECTION_ENSEMBLE,
         statement=f"{M} seeds as one vmapped program beat a loop over seeds (width {config.ensemble_claim_width})",
-        prediction=f">= {fmt(config.expected_ensemble_speedup)}: one program replaces M x steps calls",
-        expected=config.expected_ensemble_speedup, measured=speedup,
-        ci=None, tolerance=0.0, relation=">=")]
+        expected=config.expected_ensemble_speedup, measured=speedup, tolerance=0.0, relation=">=",
+        why="engineering target: one program replaces M x steps calls")]
     rows = [[w, times["step_loop"][k], times["fit_loop"][k], times["ensemble"][k],
              times["step_loop"][k] / times["ensemble"][k], times["fit_loop"][k] / times["ensemble"][k]]
             for k, w in enumerate(config.ensemble_widths)]
@@ -187,7 +186,7 @@ runs a batch of M small matrix products at about the rate of M separate ones, so
 left to win; where it stays ahead it is from the per-run overhead of M calls. On an accelerator
 the batched products fill the device that one small network leaves idle, and this is where vmap pays.
 """
-    return claims, Section(SECTION_ENSEMBLE, body), {"ensemble_seconds": {
+    return checks, Section(SECTION_ENSEMBLE, body), {"ensemble_seconds": {
         "width": list(config.ensemble_widths), "members": M, "steps": T, **times}}
 
 
@@ -240,11 +239,11 @@ def batch_study(config: Config):
                           text=True, env=env, check=True)
     two = json.loads(proc.stdout.strip().splitlines()[-1])
     worst = max(two[k]["max_relative_difference"] for k in ("mlp", "cnn"))
-    claims = [Claim(
+    checks = [Check(
         id="kernel_two_devices_equal_one", section=SECTION_BATCH,
-        statement="blocked closed-form kernel over 2 devices gives the kernel of 1 device",
-        prediction="identical (each block is the same program on the same inputs)", expected=0.0,
-        measured=worst, ci=None, tolerance=0.0, relation="<=")]
+        statement="blocked closed-form kernel over 2 devices gives the kernel of 1 device", expected=0.0,
+        measured=worst, tolerance=0.0, relation="<=",
+        why="identical by construction: each block is the same program on the same inputs")]
     dev_rows = [[k.upper(), two[k]["n"], two[k]["seconds_one"], two[k]["seconds_two"],
                  two[k]["seconds_one"] / two[k]["seconds_two"], two[k]["max_relative_difference"]]
                 for k in ("mlp", "cnn")]
@@ -266,7 +265,7 @@ two of them need not be faster than one; the point measured here is that splitti
 over devices changes no number. On a machine with several accelerators the same call spreads the
 blocks over all of them (`devices=-1`, the default).
 """
-    return claims, Section(SECTION_BATCH, body), {"closed_form_batches": series, "two_devices": two}
+    return checks, Section(SECTION_BATCH, body), {"closed_form_batches": series, "two_devices": two}
 
 
 def ntk_timings(config: Config) -> dict[str, list[float]]:
@@ -300,17 +299,17 @@ def run(config: Config) -> Report:
     rates = [f / t for f, t in zip(flops, seconds["structured"])]
     fraction = rates[i] / peak
 
-    claims = [
-        Claim(id="ntk_speedup_vs_generic",
+    checks = [
+        Check(id="ntk_speedup_vs_generic",
               statement=f"Structured derivatives beat the faster generic NTK at width {config.claim_width}",
-              prediction=f"about {fmt(config.expected_speedup)}x", expected=config.expected_speedup,
-              measured=speedup, ci=None, tolerance=config.expected_speedup / 2, relation=">=",
-              section=SECTION_SPEED),
-        Claim(id="ntk_fraction_of_matmul_peak",
+              expected=config.expected_speedup, measured=speedup, tolerance=config.expected_speedup / 2,
+              relation=">=", section=SECTION_SPEED,
+              why=f"engineering target (about {fmt(config.expected_speedup)}x, at least half of it)"),
+        Check(id="ntk_fraction_of_matmul_peak",
               statement=f"The structured NTK runs at a large fraction of matmul speed (width {config.claim_width})",
-              prediction=f">= {config.expected_fraction_of_peak}",
-              expected=config.expected_fraction_of_peak, measured=fraction, ci=None,
-              tolerance=0.0, relation=">=", section=SECTION_PEAK),
+              expected=config.expected_fraction_of_peak, measured=fraction,
+              tolerance=0.0, relation=">=", section=SECTION_PEAK,
+              why="engineering target: the same run's matmul rate is the ceiling"),
     ]
     rows = [[w, seconds["structured"][k], seconds["jacobian"][k],
              seconds["ntk_vector_products"][k],
@@ -337,13 +336,13 @@ Dense float32 {config.matmul_size} x {config.matmul_size} matrix multiply in thi
 
 {markdown_table(["width", "GFLOP", "GFLOP/s", "fraction of matmul rate"], peak_rows)}
 """
-    ens_claims, ens_section, ens_series = ensemble_study(config)
-    batch_claims, batch_section, batch_series = batch_study(config)
+    ens_checks, ens_section, ens_series = ensemble_study(config)
+    batch_checks, batch_section, batch_series = batch_study(config)
     return Report(
         experiment="performance",
         title="Performance: the empirical NTK, ensembles and closed-form kernels, measured side by side",
         summary=__doc__.split("\n\n", 1)[1].split("\n\nFLOP count")[0],
-        claims=claims + ens_claims + batch_claims,
+        claims=[], checks=checks + ens_checks + batch_checks,
         sections=[Section(SECTION_SPEED, speed_body), Section(SECTION_PEAK, peak_body), ens_section,
                   batch_section],
         series={"empirical_ntk_seconds": {"width": list(config.widths), **seconds},

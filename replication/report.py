@@ -31,15 +31,25 @@ RELATIONS = ("=", "<=", ">=")  # how a claim's verdict is decided: see Claim.rul
 _REPO = Path(__file__).resolve().parent.parent
 
 
+VERDICTS = ("holds", "inconclusive", "fails")
+
+
 @dataclass
 class Claim:
-    """One statement of the theory, checked by one measured number.
+    """One statement of theory that the measurement could refute.
 
-    ``expected`` is theory's value (an exponent, a limit, a bound), ``measured``
-    the measurement with its confidence interval ``ci``; ``relation`` and
-    ``tolerance`` decide the verdict (see ``RELATIONS``). ``measured=None``
-    (e.g. every run diverged) fails. ``section`` names the report section that
-    holds the evidence; the claims table links to it.
+    ``expected`` is theory's value (an exponent, a limit, a bound) and
+    ``relation`` with ``tolerance`` makes it a band: ``=`` is ``expected +-
+    tolerance``, ``<=`` is everything up to ``expected + tolerance``, ``>=``
+    everything from ``expected - tolerance``. ``reason`` says in one line where
+    the tolerance comes from. ``measured`` is the point estimate and ``ci`` its
+    interval (``interval_method`` says how it was made, from ``n_seeds``
+    independent replicates; ``fit_range`` is the range of widths a fitted
+    exponent used). The verdict comes from the interval, not the point:
+    **holds** when the whole interval lies inside the band, **fails** when it
+    lies wholly outside, **inconclusive** otherwise (and when there is no
+    interval). ``measured=None`` (e.g. every run diverged) fails. ``section``
+    names the report section that holds the evidence.
     """
 
     id: str
@@ -51,44 +61,115 @@ class Claim:
     tolerance: float
     section: str
     relation: str = "="
+    reason: str = ""
+    interval_method: str = ""
+    n_seeds: int | None = None
+    fit_range: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.relation not in RELATIONS:
             raise ValueError(f"relation must be one of {list(RELATIONS)}, got {self.relation!r}")
 
     @property
-    def passed(self) -> bool:
+    def band(self) -> tuple[float, float]:
+        """Theory's band for the measured value: ``(low, high)``, either end possibly infinite."""
+        if self.relation == "=":
+            return self.expected - self.tolerance, self.expected + self.tolerance
+        if self.relation == "<=":
+            return -math.inf, self.expected + self.tolerance
+        return self.expected - self.tolerance, math.inf
+
+    @property
+    def verdict(self) -> str:
         m = self.measured
         if m is None or not math.isfinite(m):
-            return False
-        if self.relation == "=":
-            return abs(m - self.expected) <= self.tolerance
-        if self.relation == "<=":
-            return m <= self.expected + self.tolerance
-        return m >= self.expected - self.tolerance
+            return "fails"
+        if self.ci is None or not all(math.isfinite(x) for x in self.ci):
+            return "inconclusive"
+        (lo, hi), (b_lo, b_hi) = self.ci, self.band
+        if b_lo <= lo and hi <= b_hi:
+            return "holds"
+        if hi < b_lo or lo > b_hi:
+            return "fails"
+        return "inconclusive"
 
     @property
     def rule(self) -> str:
-        """The verdict's rule with numbers, e.g. ``|m - (-0.5)| <= 0.1`` or ``m >= 25``."""
+        """Theory's band with numbers, e.g. ``[-0.6, -0.4]`` or ``<= -0.4``."""
+        lo, hi = self.band
         if self.relation == "=":
-            return f"\\|m - ({fmt(self.expected)})\\| <= {fmt(self.tolerance)}"
+            return f"[{fmt(lo)}, {fmt(hi)}]"
         if self.relation == "<=":
-            return f"m <= {fmt(self.expected + self.tolerance)}"
-        return f"m >= {fmt(self.expected - self.tolerance)}"
+            return f"<= {fmt(hi)}"
+        return f">= {fmt(lo)}"
 
     @classmethod
     def of_fit(cls, fit, **fields) -> "Claim":
         """A claim on a fitted exponent: ``fit`` (a ``PowerLawFit``, or ``None`` when fewer than two
-        widths could be fitted, which fails) gives ``measured`` and ``ci``."""
-        return cls(measured=None if fit is None else fit.exponent, ci=None if fit is None else fit.ci,
-                   **fields)
+        widths could be fitted, which fails) gives ``measured``, ``ci`` and how they were made."""
+        from replication.stats import EXPONENT_BAND, EXPONENT_REASON
+
+        if fields.get("tolerance") == EXPONENT_BAND:
+            fields.setdefault("reason", EXPONENT_REASON)
+        if fit is None:
+            return cls(measured=None, ci=None, **fields)
+        return cls(measured=fit.exponent, ci=fit.ci, interval_method=fit.interval_method,
+                   n_seeds=fit.n_seeds, fit_range=fit.fit_range, **fields)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "statement": self.statement, "prediction": self.prediction,
                 "expected": self.expected, "measured": self.measured,
                 "ci": None if self.ci is None else list(self.ci),
-                "tolerance": self.tolerance, "relation": self.relation,
-                "passed": self.passed, "section": self.section}
+                "tolerance": self.tolerance, "relation": self.relation, "reason": self.reason,
+                "interval_method": self.interval_method, "n_seeds": self.n_seeds,
+                "fit_range": None if self.fit_range is None else list(self.fit_range),
+                "verdict": self.verdict, "section": self.section}
+
+
+@dataclass
+class Check:
+    """Shown beside the claims, not counted as evidence for the theory.
+
+    An identity that holds by construction, an equality of two computations
+    from one random draw, or an engineering figure (a speed-up, devices
+    agreeing): it guards the code, and it could not refute the theory.
+    ``passed`` applies ``relation`` and ``tolerance`` to ``measured`` (as a
+    claim's band, on the value alone); ``why`` says why it is a check.
+    """
+
+    id: str
+    statement: str
+    expected: float
+    measured: float | None
+    tolerance: float
+    section: str
+    why: str
+    relation: str = "="
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {list(RELATIONS)}, got {self.relation!r}")
+
+    def _as_claim(self) -> Claim:
+        return Claim(self.id, self.statement, "", self.expected, self.measured, None, self.tolerance,
+                     self.section, self.relation)
+
+    @property
+    def rule(self) -> str:
+        return self._as_claim().rule
+
+    @property
+    def passed(self) -> bool:
+        m = self.measured
+        if m is None or not math.isfinite(m):
+            return False
+        lo, hi = self._as_claim().band
+        return lo <= m <= hi
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "statement": self.statement, "expected": self.expected,
+                "measured": self.measured, "tolerance": self.tolerance, "relation": self.relation,
+                "passed": self.passed, "why": self.why, "section": self.section}
 
 
 @dataclass
@@ -118,10 +199,11 @@ class Findings:
     claims: list[Claim] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     series: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
 
     def __add__(self, other: "Findings") -> "Findings":
         return Findings(self.claims + other.claims, self.sections + other.sections,
-                        {**self.series, **other.series})
+                        {**self.series, **other.series}, self.checks + other.checks)
 
 
 @dataclass
@@ -132,6 +214,7 @@ class Report:
     claims: list[Claim]
     sections: list[Section]
     series: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
     precision: str = "float32"
     # Filled by the runner (replication.cli), not the experiment:
     preset: str = ""
@@ -290,28 +373,64 @@ def sidecar(report: Report) -> dict:
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
         "code_version": report.code_version or code_version(), "versions": package_versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "inputs": report.inputs, "inputs_digest": report.inputs_digest,
         "seconds": report.seconds, "precision": report.precision, "command": report.command,
         "config": report.config,
         "claims": [c.as_dict() for c in report.claims],
+        "checks": [c.as_dict() for c in report.checks],
         "series": report.series,
     })
 
 
+def verdict_counts(claims) -> str:
+    """``"12 hold, 3 inconclusive, 1 fails"`` (each verdict that occurs, in ``VERDICTS`` order)."""
+    n = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    words = {"holds": "hold" if n["holds"] != 1 else "holds", "inconclusive": "inconclusive",
+             "fails": "fail" if n["fails"] != 1 else "fails"}
+    return ", ".join(f"{n[v]} {words[v]}" for v in VERDICTS if n[v]) or "no claims"
+
+
+VERDICT_RULE = ("A claim **holds** when its whole interval lies inside theory's band, **fails** when "
+                "the interval lies wholly outside it, and is **inconclusive** otherwise: the "
+                "measurement does not yet decide.")
+
+
+def verdict_cell(claim: Claim) -> str:
+    return {"holds": "holds", "inconclusive": "*inconclusive*", "fails": "**fails**"}[claim.verdict]
+
+
+def measured_cell(claim: Claim) -> str:
+    ci = "" if claim.ci is None else f" [{fmt(claim.ci[0])}, {fmt(claim.ci[1])}]"
+    return f"{fmt(claim.measured)}{ci}"
+
+
 def render_markdown(report: Report, meta: dict) -> str:
-    held = sum(c.passed for c in report.claims)
-    rows = []
-    for c in report.claims:
-        ci = "" if c.ci is None else f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]"
-        rows.append([f"[{c.statement}](#{anchor(c.section)})", c.prediction,
-                     f"{fmt(c.measured)}{ci}", c.rule, "holds" if c.passed else "**fails**"])
-    out = [f"# {report.title}", "", report.summary.strip(), "", "## Claims", "",
-           markdown_table(["claim", "theory predicts", "measured [95% CI]", "passes if",
-                           "verdict"], rows), "",
-           f"{held} of {len(report.claims)} claims hold. A claim passes when its measured value m "
-           "(not its interval) satisfies the rule in *passes if*; the interval shows how precisely "
-           "m is known.",
-           ""]
+    rows = [[f"[{c.statement}](#{anchor(c.section)})", c.prediction, measured_cell(c), c.rule,
+             verdict_cell(c)] for c in report.claims]
+    out = [f"# {report.title}", "", report.summary.strip(), "", "## Claims", ""]
+    if report.claims:
+        out += [markdown_table(["claim", "theory predicts", "measured [95% interval]", "theory's band",
+                                "verdict"], rows), "",
+                f"{len(report.claims)} claims: {verdict_counts(report.claims)}. {VERDICT_RULE} "
+                "Each claim's band, its reason, the interval's method and the widths fitted are in the "
+                f"sidecar `{report.experiment}.json`.", ""]
+        by_reason: dict[str, list[str]] = {}
+        for c in report.claims:
+            if c.reason:
+                by_reason.setdefault(c.reason, []).append(f"`{c.id}`")
+        if by_reason:
+            out += ["Where the bands come from:", ""]
+            out += [f"- {reason} ({', '.join(ids)})" for reason, ids in by_reason.items()] + [""]
+    else:
+        out += ["None: this report measures the software, not the theory. Its figures are checks.", ""]
+    if report.checks:
+        rows = [[f"[{c.statement}](#{anchor(c.section)})", fmt(c.measured), c.rule,
+                 "passes" if c.passed else "**does not pass**", c.why] for c in report.checks]
+        out += ["### Checks", "",
+                "Shown, not counted as evidence: each holds by construction, compares two "
+                "computations of one random draw, or measures the software rather than the theory.",
+                "", markdown_table(["check", "measured", "passes if in", "", "why a check"], rows), ""]
     for s in report.sections:
         out += [f"## {s.title}", ""]
         if s.body:
@@ -329,6 +448,7 @@ def render_markdown(report: Report, meta: dict) -> str:
                "(`python -m replication.provenance inputs " + report.experiment + "`)"
                if report.inputs_digest else ""),
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+            f"- XLA flags: `{meta.get('xla_flags') or 'none'}` (`replication.xla`)",
             f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
             "", "Configuration (`--set STUDY.SETTING=VALUE` changes one):", "",
             markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in _flat(report.config).items()]),

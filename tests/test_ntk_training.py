@@ -53,4 +53,4 @@ def test_ensemble_of_trained_networks_matches_gradient_descent_mse_ensemble_smal
     config = replace(ensemble.Config(), width=128, members=48, times=(0, 10, 100),
                      task=Task(n_train=8, n_test=12))
     claims = ensemble.findings(config, ensemble.measure(config, Streams(0, ntk.STREAMS))).claims
-    assert all(c.passed for c in claims), [(c.id, c.measured) for c in claims]
+    assert all(c.verdict == "holds" for c in claims), [(c.id, c.measured, c.ci) for c in claims]

@@ -87,24 +87,28 @@ def test_make_all_with_every_report_up_to_date_does_no_work(tmp_path):
 def _claim(id, measured, section):
     return {"id": id, "statement": f"statement {id}", "prediction": "error ~ width^(-1/2)",
             "expected": -0.5, "measured": measured, "ci": [measured - 0.05, measured + 0.05],
-            "tolerance": 0.1, "relation": "=", "section": section, "passed": None}
+            "tolerance": 0.1, "relation": "=", "section": section, "verdict": None}
 
 
 def test_landing_page_lists_every_claim_with_its_verdict_and_link(tmp_path):
     from replication import landing
 
     _fake_report(tmp_path, "ntk", claims=[_claim("a", -0.48, "NTK at init"),
-                                         _claim("b", -0.2, "Training, to convergence")])
+                                         _claim("b", -0.2, "Training, to convergence"),
+                                         _claim("d", -0.42, "Training, to convergence")])
     _fake_report(tmp_path, "nngp", claims=[_claim("c", -0.51, "NNGP")])
     path = landing.write(tmp_path)
     text = path.read_text()
-    assert "**2 of 3 claims hold** across 2 reports" in text
+    assert "**4 claims across 2 reports: 2 hold, 1 are inconclusive, 1 fail.**" in text
     # nngp before ntk (the study's order), each claim linked to its section's anchor.
     assert text.index("[statement c](nngp.md#nngp)") < text.index("[statement a](ntk.md#ntk-at-init)")
-    assert "[ntk: statement b](ntk.md#training-to-convergence)" in text  # listed as failing
+    fails, undecided = text.index("## Claims that fail"), text.index("## Claims the measurement does not")
+    assert fails < text.index("[ntk: statement b](ntk.md#training-to-convergence)") < undecided
+    assert undecided < text.index("[ntk: statement d](ntk.md#training-to-convergence)")
     rows = [line for line in text.splitlines() if line.startswith("| ntk |")]
-    assert [r.rstrip(" |").rsplit("|", 1)[-1].strip() for r in rows] == ["holds", "**fails**"]
-    assert re.search(r"\| \[ntk\]\(ntk.md\) \| 1 of 2 \|", text)
+    assert [r.rstrip(" |").rsplit("|", 1)[-1].strip() for r in rows] == ["holds", "**fails**",
+                                                                          "*inconclusive*"]
+    assert re.search(r"\| \[ntk\]\(ntk.md\) \| 1 holds, 1 inconclusive, 1 fails \|", text)
     # Rewritten only when its content changes.
     mtime = path.stat().st_mtime_ns
     time.sleep(0.01)

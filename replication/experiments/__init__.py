@@ -54,4 +54,4 @@ def report(experiment: str, module_doc: str, title: str, precision: str, finding
     paragraph) as the summary, and its studies' findings."""
     return Report(experiment=experiment, title=title, summary=module_doc.split("\n\n", 1)[1],
                   claims=findings.claims, sections=findings.sections, series=findings.series,
-                  precision=precision)
+                  checks=findings.checks, precision=precision)

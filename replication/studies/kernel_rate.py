@@ -21,7 +21,8 @@ import numpy as np
 from replication.arch import MLP
 from replication.data import sphere_inputs
 from replication.kernels import closed_form, empirical_nngp, empirical_ntk
-from replication.report import Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure, markdown_table
+from replication.report import (Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure, markdown_table,
+                                verdict_cell)
 from replication.stats import EXPONENT_BAND, fit_power_law, relative_frobenius_error
 from replication.sweep import Streams, progress
 
@@ -40,7 +41,7 @@ class Config:
     depths: tuple[int, ...] = (1, 2, 3)
     activations: tuple[str, ...] = ("relu", "erf")
     parameterizations: tuple[str, ...] = ("ntk", "standard")
-    seeds: int = 4               # independent networks per width
+    seeds: int = 8               # independent networks per width: the replicates behind each interval
     n_inputs: int = 16           # points on the sphere of radius sqrt(input_dim)
     input_dim: int = 8
     W_std: float = 2**0.5
@@ -128,7 +129,7 @@ exponent is the slope of the mean log error against log width; its 95% interval 
 interval over the slopes of the {config.seeds} independent replicates of the sweep.
 """
     rows = [[p, a, d, fit_text(f), f.prefactor, float(errors[p, a, d][-1].mean()),
-             "holds" if c.passed else "**fails**"]
+             verdict_cell(c)]
             for ((p, a, d), f), c in zip(fits.items(), claims)]
     parameterizations = list(dict.fromkeys(k[0] for k in errors))
     panels = {f"{p} parameterization": {f"{a}, depth {d}": (widths, e, fits[q, a, d])

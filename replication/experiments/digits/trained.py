@@ -335,7 +335,7 @@ form {fitted("rmse_linear")}. At width {m["width"][-1]} the larger part is {domi
 def _failure_note(result: Result, claims: list[Claim]) -> str:
     """Why a rate claim fails, where one does: the gap's two sources and what bends the ladder."""
     failed = [c.id.removeprefix("digits_gap_rate_") for c in claims
-              if c.id.startswith("digits_gap_rate") and not c.passed]
+              if c.id.startswith("digits_gap_rate") and c.verdict != "holds"]
     if not failed:
         return ""
     unsplit = [name for name in failed if "rmse_linear" not in result.networks[name]]

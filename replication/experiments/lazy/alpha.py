@@ -36,7 +36,7 @@ class Config:
     task: Task = Task()
     width: int = 256              # the one muP network's width
     alphas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
-    seeds: int = 4                # independent networks, each trained at every alpha
+    seeds: int = 8                # independent networks, each trained at every alpha
     exponent_tolerance: float = EXPONENT_BAND
 
 

@@ -27,7 +27,7 @@ MEASURES = ("weights", "features", "kernel")
 class Config:
     task: Task = Task()
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096, 8192)
-    seeds: int = 4                # independent networks per width (the same keys for NTK param and muP)
+    seeds: int = 8                # independent networks per width (the same keys for NTK param and muP)
     exponent_tolerance: float = EXPONENT_BAND
 
 

@@ -31,12 +31,12 @@ SECTION = "Frozen features cost test error: NTK networks, their kernel, and muP"
 class Config:
     task: Task = Task()
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096, 8192)
-    seeds: int = 4                # independent networks per width (the ladder study's networks)
+    seeds: int = 8                # independent networks per width (the ladder study's networks)
     exponent_tolerance: float = EXPONENT_BAND
-    # "Not better than the kernel": the NTK networks' mean test error at the
-    # widest width may fall below the kernel's by at most this many standard
-    # errors of the mean over seeds (the Monte Carlo error of that mean).
-    z_tolerance: float = 2.0
+    # "Not better than the kernel": the NTK networks' test error over the kernel's at the widest
+    # width is at least 1 - this. A resolution: in the limit the ratio is 1, approached from
+    # either side by O(width^-1/2) fluctuations; learned features (muP) gain far more than 5%.
+    not_better_tolerance: float = 0.05
 
 
 def measure(config: Config, streams: Streams) -> dict:
@@ -71,25 +71,29 @@ def ratio_to_kernel(test_mse, kernel_test_mse: float):
 
 def findings(config: Config, m: dict) -> Findings:
     """Claims: the gap to the limit falls as ``width^(-1/2)``; at the widest width the NTK networks are
-    not better than the kernel (z-score of the mean ratio's excess over 1), and muP is (ratio below 1)."""
+    not better than the kernel (ratio at least 1 - band), and muP is (ratio below 1)."""
     widths = np.asarray(config.widths)
     gap_fit = fit_finite(widths, m["ntk_gap"])
     ntk_ratio, ntk_ci, ntk_se = ratio_to_kernel(m["ntk_test_mse"][-1], m["kernel_test_mse"])
     mup_ratio, mup_ci, _ = ratio_to_kernel(m["mup_test_mse"][-1], m["kernel_test_mse"])
     z = None if ntk_ratio is None or not np.isfinite(ntk_se) or ntk_se == 0 else float((ntk_ratio - 1) / ntk_se)
+    n_seeds = int(np.sum(np.isfinite(np.asarray(m["ntk_test_mse"][-1], np.float64))))
     claims = [
         Claim.of_fit(gap_fit, id="lazy_quality_ntk_gap_rate", section=SECTION,
                      statement="NTK param: test outputs against closed-form NTK gradient descent at the same step",
                      prediction="RMS gap ~ width^(-1/2)", expected=-0.5, tolerance=config.exponent_tolerance),
         Claim(id="lazy_quality_ntk_not_better", section=SECTION,
-              statement=f"NTK param at width {widths[-1]}: test error against the closed form's "
-                        "(z-score of the mean ratio's excess over 1)",
-              prediction="not better than the kernel (ratio -> 1 from either side)", expected=0.0,
-              measured=z, ci=None, tolerance=config.z_tolerance, relation=">="),
+              statement=f"NTK param at width {widths[-1]}: test error / closed-form NTK's",
+              prediction="not better than the kernel (ratio -> 1 from either side)", expected=1.0,
+              measured=ntk_ratio, ci=ntk_ci, tolerance=config.not_better_tolerance, relation=">=",
+              reason="5%: a resolution; fluctuations of order width^(-1/2) move the ratio either way",
+              interval_method=f"Student-t over {n_seeds} seeds", n_seeds=n_seeds),
         Claim(id="lazy_quality_mup_better", section=SECTION,
               statement=f"muP at width {widths[-1]}: test error / closed-form NTK's",
               prediction="below 1: learned features beat the kernel", expected=1.0,
-              measured=mup_ratio, ci=mup_ci, tolerance=0.0, relation="<="),
+              measured=mup_ratio, ci=mup_ci, tolerance=0.0, relation="<=",
+              reason="a strict inequality: any gain over the kernel is feature learning's",
+              interval_method=f"Student-t over {n_seeds} seeds", n_seeds=n_seeds),
     ]
     verdict = f"""
 At width {widths[-1]} the NTK networks' test error is {fmt(ntk_ratio)} of the kernel's{_interval(ntk_ci)}

@@ -18,6 +18,7 @@ network; replicate 0 at "width" 0 is the base-width network that sets the step).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -47,7 +48,7 @@ class Config:
     depth: int = 3
     batch: int = 32               # one fixed batch of inputs on the sphere
     steps: int = 5                # SGD steps, each one recorded
-    seeds: int = 4                # independent networks per width
+    seeds: int = 8                # independent networks per width
     lr_fraction: float = 0.5      # of the stability limit 2 n / lambda_max of the empirical NTK at the base width
     exponent_tolerance: float = EXPONENT_BAND
 
@@ -171,6 +172,9 @@ def _claims(config: Config, fits: dict, layers: list[str]) -> list[Claim]:
     return claims
 
 
+MIN_SPAN = 6.0   # octaves: the smallest y range of a coordinate-check row
+
+
 def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
     """In the style of the `mup` package's coordinate checks: log2 size against log2 width, one
     panel per step, one line per layer; rows SP, NTK, muP."""
@@ -178,12 +182,17 @@ def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
     log2_widths = np.log2(np.asarray(config.widths))
     figs = []
     for kind, label in ((1, "change since init, mean |h_t - h_0|"), (0, "size, mean |h_t|")):
-        fig, axes = plt.subplots(rows, T, figsize=(3.0 * T, 2.6 * rows), squeeze=False, sharex=True)
+        # One y axis per row (parameterization), so SP's blow-up does not flatten the others, and
+        # at least MIN_SPAN octaves tall, so a flat line's float noise is not autoscaled into a slope.
+        fig, axes = plt.subplots(rows, T, figsize=(3.0 * T, 2.6 * rows), squeeze=False, sharex=True,
+                                 sharey="row")
         for r, p in enumerate(PARAMETERIZATIONS):
             for t in range(1, T + 1):
                 ax = axes[r, t - 1]
                 for j, layer in enumerate(layers):
-                    with np.errstate(divide="ignore"):  # a layer that has not moved yet: no point
+                    # A layer that has not moved yet, or a width whose every seed diverged: no point.
+                    with np.errstate(divide="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
                         m = np.exp(np.nanmean(np.log(result.records[p][layer][:, :, t, kind]), axis=1))
                         ax.plot(log2_widths, np.log2(m), "o-", ms=3, color=f"C{j}", label=layer)
                 ax.set_title(f"{LABELS[p]}, step {t}", fontsize=9)
@@ -192,19 +201,29 @@ def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
                     ax.set_ylabel("log2 " + ("change" if kind else "size"))
                 if r == rows - 1:
                     ax.set_xlabel("log2 width")
+        for r in range(rows):
+            lo, hi = axes[r, 0].get_ylim()
+            if hi - lo < MIN_SPAN:
+                mid = (lo + hi) / 2
+                axes[r, 0].set_ylim(mid - MIN_SPAN / 2, mid + MIN_SPAN / 2)
         axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
         figs.append(Figure(f"coord_check_{'change' if kind else 'size'}", fig,
                            f"Coordinate check, {label}, averaged (geometric mean) over {config.seeds} seeds: "
-                           "rows SP, NTK, muP; columns the SGD steps. Flat lines are width-independent."))
+                           "rows SP, NTK, muP (each row its own y axis, at least "
+                           f"{MIN_SPAN:g} octaves tall); columns the SGD steps. Flat lines are "
+                           "width-independent."))
     return figs
 
 
 def _prose(config: Config, result: CoordinateCheck, fits: dict) -> str:
     T, net, widths, lrs = config.steps, config.networks, config.widths, result.learning_rates
     change = {key: result.records[key[0]][key[1]][:, :, T, 1] for key in fits}
-    rows = [[LABELS[p], layer, fit_text(fits[p, layer], none="-"), f"{np.nanmean(c[0]):.3g}",
-             f"{np.nanmean(c[-1]):.3g}", int(np.sum(~np.isfinite(c)))] for (p, layer), c in change.items()]
+    def mean(a):  # "nan" where every seed diverged
+        return f"{np.mean(a[np.isfinite(a)]):.3g}" if np.isfinite(a).any() else "nan"
+
+    rows = [[LABELS[p], layer, fit_text(fits[p, layer], none="-"), mean(c[0]), mean(c[-1]),
+             int(np.sum(~np.isfinite(c)))] for (p, layer), c in change.items()]
     return f"""
 The `mup` package's coordinate check: one fixed batch of {config.batch} inputs on the sphere in
 R^{net.input_dim} (target sin(2 x_1)), MLPs of depth {config.depth} ({net.activation},

@@ -185,12 +185,13 @@ def _figure(config: Config, r: Diagonals, beta, slope_c: float, rate: dict):
         if pts:
             b, l = zip(*pts)
             axes[0].plot(b, l, "o", color=f"C{i}", label=f"depth {d}")
-    bb = np.linspace(0, beta.max() * 1.05, 50)
+    # Log-log axes: depth/width spans decades, and a proportionality is a line of slope 1.
+    bb = np.geomspace(beta.min() / 1.3, beta.max() * 1.3, 50)
     axes[0].plot(bb, slope_c * bb, "k-", lw=1, label=f"fit: {slope_c:.2f} depth/width")
     axes[0].plot(bb, HANIN_NICA_C * bb, "k--", lw=1,
                  label=f"{HANIN_NICA_C:g} depth/width (Hanin & Nica's exponent)")
     axes[0].set(xlabel="depth / width", ylabel="log(E[Theta(x,x)^2] / E[Theta(x,x)]^2)",
-                title=f"ReLU, {config.samples} initialisations per point")
+                title=f"ReLU, {config.samples} initialisations per point", xscale="log", yscale="log")
     axes[0].legend(fontsize=7)
     widths, sd_fit = rate["rate_widths"], rate["sd_fit"]
     axes[1].set(xlabel="width", title=f"depth {config.rate_depth}: fluctuation and bias")

@@ -48,7 +48,7 @@ class Config:
     draw_keys: tuple[int, int] = (1000, 2000)
     numpy_seed: int = 0
     widths: tuple[int, ...] = (16, 64, 256, 1000, 4096, 16384)  # the readout-scaled kernels' ladder
-    seeds: int = 2               # independent networks per width
+    seeds: int = 8               # independent networks per width: the replicates behind the interval
     width: int = 1000            # the write-up's, at which the two readouts are trained
     trained_seeds: int = 4       # trained networks with each readout
     expected_exponent: float = -0.5
