@@ -180,8 +180,8 @@ def findings(config: Config, result: Result) -> Findings:
     with percentile-bootstrap intervals over its networks."""
     widest, M = config.widths[-1], config.ensemble
     method = f"percentile bootstrap over the {M} networks at width {widest} (2000 resamples)"
-    bias, bias_ci = bootstrap(lambda s: squared_bias(s, result.mean, result.var), result.widest)
-    ratio, ratio_ci = bootstrap(lambda s: variance_ratio(s, result.var), result.widest, seed=1)
+    bias, bias_ci = bootstrap(lambda s: squared_bias(s, result.mean, result.variance), result.widest)
+    ratio, ratio_ci = bootstrap(lambda s: variance_ratio(s, result.variance), result.widest, seed=1)
     claims = [
         Claim(id="nngp_posterior_mean",
               statement=f"Trained readouts' mean = NNGP posterior mean (width {widest})",
