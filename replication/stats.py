@@ -139,15 +139,22 @@ def local_slopes(widths, values) -> list[tuple[int, int, float]]:
             for a, b, ga, gb in zip(w[:-1], w[1:], g[:-1], g[1:])]
 
 
-def bootstrap(statistic, samples, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0):
-    """``statistic(samples)`` and its percentile-bootstrap interval, resampling ``samples``'
-    first axis (independent replicates: networks, seeds) with replacement."""
+def jackknife(statistic, samples, confidence: float = 0.95):
+    """Delete-one jackknife of ``statistic`` over ``samples``' first axis (independent replicates:
+    networks, groups of networks): ``(bias-corrected estimate, Student-t interval, standard error)``.
+
+    For a U-statistic (a sample variance; ``squared_bias``) the correction is zero and the
+    interval is centred on the estimate; resampling with replacement (the bootstrap) would
+    repeat members and shift such statistics instead.
+    """
     samples = np.asarray(samples)
-    rng = np.random.default_rng(seed)
-    m = samples.shape[0]
-    boots = np.array([statistic(samples[rng.integers(0, m, m)]) for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return float(statistic(samples)), (float(lo), float(hi))
+    g = samples.shape[0]
+    full = float(statistic(samples))
+    loo = np.array([statistic(np.delete(samples, i, axis=0)) for i in range(g)])
+    estimate = g * full - (g - 1) * loo.mean()
+    se = float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
+    half = float(_st.t.ppf(0.5 + confidence / 2, g - 1) * se)
+    return float(estimate), (float(estimate - half), float(estimate + half)), se
 
 
 def squared_bias(samples, mean, var) -> float:

@@ -35,7 +35,7 @@ from replication.arch import MLP
 from replication.experiments.nngp.sphere import Sphere, inputs
 from replication.kernels import nngp_of_features, over_initialisations, readout_input
 from replication.report import Claim, Figure, Findings, Section, fit_text, loglog_figure, markdown_table
-from replication.stats import EXPONENT_BAND, PowerLawFit, fit_finite
+from replication.stats import EXPONENT_BAND, PowerLawFit, fit_finite, jackknife
 from replication.sweep import Streams, progress
 
 SECTION = "One output across initialisations becomes Gaussian"
@@ -115,18 +115,6 @@ def relu_kurtosis(width: int, depth: int, W_std: float, b_std: float, x_sq_per_d
 def conditional_kurtosis(s2: np.ndarray) -> float:
     """``3 Var(s^2) / E[s^2]^2``: the output's excess kurtosis from its conditional variances."""
     return float(3 * s2.var(ddof=1) / s2.mean() ** 2)
-
-
-def jackknife(statistic, groups: np.ndarray, confidence: float = 0.95):
-    """Delete-one-group jackknife of ``statistic`` (a function of an array whose first axis is
-    the groups): ``(bias-corrected estimate, Student-t interval, standard error)``."""
-    g = groups.shape[0]
-    full = statistic(groups)
-    loo = np.array([statistic(np.delete(groups, i, axis=0)) for i in range(g)])
-    estimate = g * full - (g - 1) * loo.mean()
-    se = float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
-    half = float(stats.t.ppf(0.5 + confidence / 2, g - 1) * se)
-    return float(estimate), (float(estimate - half), float(estimate + half)), se
 
 
 def measure(config: Config, streams: Streams) -> Result:

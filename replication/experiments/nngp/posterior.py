@@ -26,7 +26,7 @@ from replication.arch import MLP, AffineLayer
 from replication.data import noisy_sine_1d
 from replication.kernels import closed_form, nngp_of_features, over_initialisations, readout_input
 from replication.report import Claim, Figure, Findings, Section, markdown_table
-from replication.stats import bootstrap, squared_bias, variance_ratio
+from replication.stats import jackknife, squared_bias, variance_ratio
 from replication.sweep import Streams, progress
 from replication.train import fit, heavy_ball, mse
 
@@ -177,11 +177,11 @@ def measure(config: Config, streams: Streams) -> Result:
 
 def findings(config: Config, result: Result) -> Findings:
     """Two claims at the widest width: the ensemble's mean and variance are the posterior's,
-    with percentile-bootstrap intervals over its networks."""
+    with delete-one jackknife intervals over its networks."""
     widest, M = config.widths[-1], config.ensemble
-    method = f"percentile bootstrap over the {M} networks at width {widest} (2000 resamples)"
-    bias, bias_ci = bootstrap(lambda s: squared_bias(s, result.mean, result.variance), result.widest)
-    ratio, ratio_ci = bootstrap(lambda s: variance_ratio(s, result.variance), result.widest, seed=1)
+    method = f"delete-one jackknife over the {M} networks at width {widest}, Student-t"
+    bias, bias_ci, _ = jackknife(lambda s: squared_bias(s, result.mean, result.variance), result.widest)
+    ratio, ratio_ci, _ = jackknife(lambda s: variance_ratio(s, result.variance), result.widest)
     claims = [
         Claim(id="nngp_posterior_mean",
               statement=f"Trained readouts' mean = NNGP posterior mean (width {widest})",
@@ -251,7 +251,7 @@ point, and trains its readout alone with optax gradient descent with heavy-ball 
 posterior sample under the network's own empirical NNGP (the last column is each network's
 largest distance to that minimiser, computed in closed form: the training converged).
 
-Claims, at the widest width, each with a percentile-bootstrap interval over the {M} networks:
+Claims, at the widest width, each with a delete-one jackknife interval over the {M} networks:
 the ensemble mean is the posterior mean, measured as the squared bias in units of the posterior
 variance, averaged over test points, with the Monte Carlo error removed
 (`((mean_ens - mean)^2 - var_ens / M) / var`, unbiased: 0 when the law is right, whatever M;

@@ -29,7 +29,7 @@ from replication.dynamics import gradient_descent_mse, stable_step
 from replication.experiments.ntk.task import Task, training_data
 from replication.kernels import closed_form, over_initialisations
 from replication.report import Claim, Figure, Findings, Section, fmt, markdown_table
-from replication.stats import bootstrap, squared_bias
+from replication.stats import jackknife, squared_bias
 from replication.sweep import Streams
 from replication.train import fit_ensemble, mse
 
@@ -108,7 +108,7 @@ def _closed_form_ensemble(spec, x_train, y_train, x_test, lr: float, times):
 
 
 def findings(config: Config, r: Dynamics) -> Findings:
-    """The mean's squared bias and the variance ratio at the worst time, with percentile-bootstrap
+    """The mean's squared bias and the variance ratio at the worst time, with jackknife
     intervals over the members; the figure, the table and the series."""
     M = config.members
     se = np.sqrt(r.closed_form_var / M)
@@ -119,11 +119,11 @@ def findings(config: Config, r: Dynamics) -> Findings:
     times = range(len(config.times))
     bias = [squared_bias(r.outputs[:, j], r.closed_form_mean[j], r.closed_form_var[j]) for j in times]
     worst_bias, worst_var = int(np.argmax(bias)), int(np.argmax(np.abs(var_ratio - 1)))
-    method = f"percentile bootstrap over the {M} members (2000 resamples), at the worst time"
-    b, b_ci = bootstrap(lambda s: squared_bias(s, r.closed_form_mean[worst_bias], r.closed_form_var[worst_bias]),
-                        r.outputs[:, worst_bias])
-    v, v_ci = bootstrap(lambda s: float(s.var(axis=0, ddof=1).mean() / r.closed_form_var[worst_var].mean()),
-                        r.outputs[:, worst_var], seed=1)
+    method = f"delete-one jackknife over the {M} members, Student-t, at the worst time"
+    b, b_ci, _ = jackknife(lambda s: squared_bias(s, r.closed_form_mean[worst_bias], r.closed_form_var[worst_bias]),
+                           r.outputs[:, worst_bias])
+    v, v_ci, _ = jackknife(lambda s: float(s.var(axis=0, ddof=1).mean() / r.closed_form_var[worst_var].mean()),
+                           r.outputs[:, worst_var])
     claims = [
         Claim(id="ntk_ensemble_mean", section=SECTION,
               statement=f"Mean of {M} trained networks = gradient_descent_mse_ensemble, every time plotted "
@@ -201,7 +201,7 @@ The claims take the worst time: for the mean, the squared bias in units of the c
 averaged over test inputs with the Monte Carlo error removed (`((mean_ens - mean)^2 - var_ens / M) /
 var`, unbiased: 0 when the law is right, whatever M; band <= {fmt(config.bias_tolerance)}, the mean
 within 0.1 sd); for the variance, the ratio averaged over test inputs (band 1 +- {fmt(config.variance_tolerance)}).
-Both intervals are percentile bootstraps over the {config.members} members.
+Both intervals are delete-one jackknifes over the {config.members} members.
 
 {markdown_table(["step t", "RMS z of the mean", "variance ratio", "GD vs flow (s.e.)",
                  "closed-form sd"], rows)}
