@@ -56,9 +56,9 @@ class Config:
     # table and figure show every width).
     fit_min_width: int = 16
     exponent_tolerance: float = EXPONENT_BAND
-    # ReLU against its exact value: the mean over widths of log(measured / exact). The
-    # band, 5%, is a resolution: the exact value differs from the leading 15 depth / N
-    # by 12-100% at widths 2-16 for depth 2, so the band separates the two.
+    # ReLU against its exact value: the weighted mean over widths of log(measured / exact).
+    # The band, 5%, is a resolution: at depth 2 the exact value differs from the leading
+    # order 30/N by 14-120% at widths 16-2, so the band separates the two.
     exact_tolerance: float = 0.05
 
     def widths_at(self, depth: int) -> list[int]:
@@ -190,8 +190,8 @@ def findings(config: Config, result: Result) -> Findings:
                           f"width ({a}, depth {d}, widths {e['width'][0]}-{e['width'][-1]})",
                 prediction="weighted mean over widths of log(measured / exact) = 0", expected=0.0,
                 measured=estimate, ci=ci, tolerance=config.exact_tolerance,
-                reason="a 5% resolution; the exact value differs from the leading order by 12-100% "
-                       "at the narrow widths",
+                reason="a 5% resolution; at depth 2 the exact value differs from the leading order "
+                       "30/N by 14-120% at widths 16-2",
                 interval_method=f"delete-one-group jackknife over {config.groups} groups of "
                                 f"{config.samples // config.groups} networks, Student-t",
                 n_seeds=config.groups, fit_range=(e["width"][0], e["width"][-1])))
@@ -201,7 +201,7 @@ def findings(config: Config, result: Result) -> Findings:
                 statement=f"Excess kurtosis of one output falls as 1/width ({a}, depth {d})",
                 prediction="kurtosis ~ width^(-1)", expected=config.expected_exponent,
                 tolerance=config.exponent_tolerance, section=SECTION,
-                reason="fluctuations' leading order; the O(N^-2) term is cut by fitting widths "
+                reason="+-0.1 around the leading order; the O(N^-2) term is cut by fitting widths "
                        f">= {config.fit_min_width}"))
     rate_figure = loglog_figure(
         {"excess kurtosis of f(x0)": {f"{a}, depth {d}": (ws, e, fits[a, d])

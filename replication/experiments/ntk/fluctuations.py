@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from replication.arch import MLP, training_layout
@@ -202,6 +203,7 @@ def _figure(config: Config, r: Diagonals, beta, slope_c: float, rate: dict):
                          ms=4, label="|mean - limit| / limit, +- MC s.e.")
         axes[1].plot(widths, rate["bias_se"], ":", color="C1", lw=1, label="MC s.e. of the mean")
         axes[1].set(xscale="log", yscale="log")
+        axes[1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded 2x10^1 labels
         axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
