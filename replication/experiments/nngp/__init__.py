@@ -9,7 +9,8 @@ measured here against real Flax networks:
 
 1. One network's empirical NNGP (its readout's input features, scaled as the
    readout's init variance) is an average over `N` units, so its relative
-   error against `K` falls as `N^(-1/2)`.
+   error against `K` falls as `N^(-1/2)`; the mean over many networks is `K`
+   exactly at depth 1, and off by `O(1/N)` deeper.
 2. The output covariance over `M` independent initialisations estimates `K`
    up to the network's own `O(1/N)` bias and a Monte Carlo error that does
    not fall with width: its floor is `sqrt((|K|_F^2 + (tr K)^2) / M) / |K|_F`,
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 
 from replication.experiments import report, run_studies
 from replication.experiments.nngp import kurtosis, monte_carlo, posterior
-from replication.experiments.nngp.sphere import Sphere, rate_sweep
+from replication.experiments.nngp.sphere import Sphere, bias_sweep, rate_sweep
 from replication.report import Report
-from replication.studies import kernel_rate
+from replication.studies import kernel_bias, kernel_rate
 from replication.sweep import Streams
 
 TITLE = "Networks at initialisation are Gaussian processes"
@@ -36,13 +37,14 @@ TITLE = "Networks at initialisation are Gaussian processes"
 PRECISION = "float32 networks and kernels; the closed-form NNGP posterior (gp_inference) in float64"
 # Offsets from the run's seed. The rate sweep's networks and its inputs share offset 0 (a
 # network key and a plain key of one seed differ); the other studies' inputs are the sweep's.
-STREAMS = {"inputs": 0, "kernel_rate": 0, "monte_carlo": 1, "kurtosis": 2, "posterior": 3}
+STREAMS = {"inputs": 0, "kernel_rate": 0, "monte_carlo": 1, "kurtosis": 2, "posterior": 3, "kernel_bias": 4}
 
 
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
     kernel_rate: kernel_rate.Config = rate_sweep(Sphere())  # 1. one network's NNGP, by width
+    kernel_bias: kernel_bias.Config = bias_sweep(Sphere())  # 1b. the mean of many, by width
     monte_carlo: monte_carlo.Config = monte_carlo.Config()  # 2. an ensemble's output covariance
     kurtosis: kurtosis.Config = kurtosis.Config()           # 3. Gaussianity of one output
     posterior: posterior.Config = posterior.Config()        # 4. trained readouts, the posterior
@@ -54,12 +56,13 @@ PRESETS = {
     "quick": Config(),
     "full": Config(
         kernel_rate=rate_sweep(_FULL_SPHERE, widths=tuple(2**k for k in range(4, 16)), seeds=16),
+        kernel_bias=bias_sweep(_FULL_SPHERE, inits=8192),
         monte_carlo=monte_carlo.Config(sphere=_FULL_SPHERE, samples=8192),
         kurtosis=kurtosis.Config(sphere=_FULL_SPHERE, samples=65536, max_width_deep=1024),
         posterior=posterior.Config(widths=(32, 128, 512, 2048, 8192), ensemble=1024)),
 }
-STUDIES = (("kernel_rate", kernel_rate), ("monte_carlo", monte_carlo), ("kurtosis", kurtosis),
-           ("posterior", posterior))
+STUDIES = (("kernel_rate", kernel_rate), ("kernel_bias", kernel_bias), ("monte_carlo", monte_carlo),
+           ("kurtosis", kurtosis), ("posterior", posterior))
 
 
 def run(config: Config) -> Report:

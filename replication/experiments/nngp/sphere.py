@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import jax
 
-from replication.studies import kernel_rate
+from replication.studies import kernel_bias, kernel_rate
 from replication.sweep import Streams
 
 
@@ -33,3 +33,9 @@ def rate_sweep(sphere: Sphere, **settings) -> kernel_rate.Config:
     return kernel_rate.Config(kind="nngp", parameterizations=("ntk",), n_inputs=sphere.n_inputs,
                               input_dim=sphere.input_dim, W_std=sphere.W_std, b_std=sphere.b_std,
                               **settings)
+
+
+def bias_sweep(sphere: Sphere, **settings) -> kernel_bias.Config:
+    """The NNGP's bias study on ``sphere``'s inputs and weight scales."""
+    return kernel_bias.Config(kind="nngp", n_inputs=sphere.n_inputs, input_dim=sphere.input_dim,
+                              W_std=sphere.W_std, b_std=sphere.b_std, **settings)

@@ -14,7 +14,8 @@ of kernel regression with `Theta`.
 
 Measured here: the relative Frobenius error of one network's NTK at init
 against the closed form, for MLPs of depth 1 to 3, ReLU and erf, NTK and
-standard parameterization; Jacot et al.'s Figure 1; how far the kernel, the
+standard parameterization; the mean of many networks' NTKs against it (no
+bias at depth 1; O(1/N) deeper); Jacot et al.'s Figure 1; how far the kernel, the
 weights and the outputs move in training to convergence, against width; an
 ensemble of trained networks against `gradient_descent_mse_ensemble`; and
 the kernel's fluctuations against depth and width (Hanin and Nica 2019).
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 from replication.experiments import report, run_studies
 from replication.experiments.ntk import ensemble, fluctuations, jacot, stability
 from replication.report import Report
-from replication.studies import kernel_rate
+from replication.studies import kernel_bias, kernel_rate
 from replication.sweep import Streams
 
 
@@ -37,6 +38,7 @@ from replication.sweep import Streams
 class Config:
     seed: int = 0
     kernel_rate: kernel_rate.Config = kernel_rate.Config(kind="ntk")  # the NTK at init against its limit
+    kernel_bias: kernel_bias.Config = kernel_bias.Config(kind="ntk")  # the mean of many against it
     jacot: jacot.Config = jacot.Config()                   # Jacot et al. 2018, Figure 1
     stability: stability.Config = stability.Config()       # training to convergence, against width
     ensemble: ensemble.Config = ensemble.Config()          # trained ensemble against its closed form
@@ -50,6 +52,7 @@ PRESETS = {
         _QUICK,
         kernel_rate=replace(_QUICK.kernel_rate, widths=tuple(2**k for k in range(4, 16)), seeds=16,
                             n_inputs=64),
+        kernel_bias=replace(_QUICK.kernel_bias, inits=8192, n_inputs=64),
         stability=replace(_QUICK.stability, widths=tuple(4**k for k in range(2, 9)), max_width_deep=4096,
                           seeds=8),
         ensemble=replace(_QUICK.ensemble, members=256),
@@ -58,8 +61,8 @@ PRESETS = {
 # Offsets from the run's seed. The kernel-rate networks and the inputs at init share the
 # seed itself, as does the fluctuation study's bootstrap (a numpy stream, not a jax key).
 STREAMS = {"inputs": 0, "kernel_rate": 0, "train_inputs": 1, "test_inputs": 2, "jacot": 10,
-           "stability": 20, "ensemble": 30, "fluctuations": 40, "bootstrap": 0}
-STUDIES = (("kernel_rate", kernel_rate), ("jacot", jacot), ("stability", stability),
+           "stability": 20, "ensemble": 30, "fluctuations": 40, "bootstrap": 0, "kernel_bias": 50}
+STUDIES = (("kernel_rate", kernel_rate), ("kernel_bias", kernel_bias), ("jacot", jacot), ("stability", stability),
            ("ensemble", ensemble), ("fluctuations", fluctuations))
 # float32 suffices where a finite network meets its limit: the smallest relative gap measured
 # (order 1e-2 at the widest width) is orders of magnitude above float32's rounding (1e-7). The
