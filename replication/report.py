@@ -34,6 +34,21 @@ _REPO = Path(__file__).resolve().parent.parent
 VERDICTS = ("holds", "inconclusive", "fails")
 
 
+def _band(relation: str, expected: float, tolerance: float) -> tuple[float, float]:
+    """``(low, high)`` of ``relation``'s band: ``expected +- tolerance``, or one side of it."""
+    if relation == "=":
+        return expected - tolerance, expected + tolerance
+    if relation == "<=":
+        return -math.inf, expected + tolerance
+    return expected - tolerance, math.inf
+
+
+def _band_text(relation: str, lo: float, hi: float) -> str:
+    if relation == "=":
+        return f"[{fmt(lo)}, {fmt(hi)}]"
+    return f"<= {fmt(hi)}" if relation == "<=" else f">= {fmt(lo)}"
+
+
 @dataclass
 class Claim:
     """One statement of theory that the measurement could refute.
@@ -73,11 +88,7 @@ class Claim:
     @property
     def band(self) -> tuple[float, float]:
         """Theory's band for the measured value: ``(low, high)``, either end possibly infinite."""
-        if self.relation == "=":
-            return self.expected - self.tolerance, self.expected + self.tolerance
-        if self.relation == "<=":
-            return -math.inf, self.expected + self.tolerance
-        return self.expected - self.tolerance, math.inf
+        return _band(self.relation, self.expected, self.tolerance)
 
     @property
     def verdict(self) -> str:
@@ -96,12 +107,7 @@ class Claim:
     @property
     def rule(self) -> str:
         """Theory's band with numbers, e.g. ``[-0.6, -0.4]`` or ``<= -0.4``."""
-        lo, hi = self.band
-        if self.relation == "=":
-            return f"[{fmt(lo)}, {fmt(hi)}]"
-        if self.relation == "<=":
-            return f"<= {fmt(hi)}"
-        return f">= {fmt(lo)}"
+        return _band_text(self.relation, *self.band)
 
     @classmethod
     def of_fit(cls, fit, **fields) -> "Claim":
@@ -150,20 +156,16 @@ class Check:
         if self.relation not in RELATIONS:
             raise ValueError(f"relation must be one of {list(RELATIONS)}, got {self.relation!r}")
 
-    def _as_claim(self) -> Claim:
-        return Claim(self.id, self.statement, "", self.expected, self.measured, None, self.tolerance,
-                     self.section, self.relation)
-
     @property
     def rule(self) -> str:
-        return self._as_claim().rule
+        return _band_text(self.relation, *_band(self.relation, self.expected, self.tolerance))
 
     @property
     def passed(self) -> bool:
         m = self.measured
         if m is None or not math.isfinite(m):
             return False
-        lo, hi = self._as_claim().band
+        lo, hi = _band(self.relation, self.expected, self.tolerance)
         return lo <= m <= hi
 
     def as_dict(self) -> dict:

@@ -75,10 +75,9 @@ def fit_power_law(widths, errors, confidence: float = 0.95) -> PowerLawFit:
         half = _st.t.ppf(q, w.shape[0] - 2) * fit.stderr
     else:
         half = np.inf
-    widths = np.exp(w)
     return PowerLawFit(float(slope), float(np.exp(intercept)),
                        (float(slope - half), float(slope + half)), confidence, n_seeds,
-                       (float(np.round(widths.min(), 9)), float(np.round(widths.max(), 9))), int(w.shape[0]))
+                       (float(np.min(widths)), float(np.max(widths))), int(w.shape[0]))
 
 
 # Fluctuations are Theta(N^-1/2) (or whatever rate a claim states); corrections of
