@@ -18,7 +18,8 @@ standard parameterization; the mean of many networks' NTKs against it (no
 bias at depth 1; O(1/N) deeper); Jacot et al.'s Figure 1; how far the kernel, the
 weights and the outputs move in training to convergence, against width; an
 ensemble of trained networks against `gradient_descent_mse_ensemble`; and
-the kernel's fluctuations against depth and width (Hanin and Nica 2019).
+the kernel's fluctuations at finite depth and width against their exact law
+(Hanin and Nica 2019).
 Under standard parameterization the closed-form NTK itself depends on the
 width (neural-tangents' convention, see `replication.parametrization`), so it
 is evaluated at each network's own width.
@@ -56,12 +57,13 @@ PRESETS = {
         stability=replace(_QUICK.stability, widths=tuple(4**k for k in range(2, 9)), max_width_deep=4096,
                           seeds=8),
         ensemble=replace(_QUICK.ensemble, members=256),
-        fluctuations=replace(_QUICK.fluctuations, samples=8000, max_weights=2**22)),
+        fluctuations=replace(_QUICK.fluctuations, widths=(8, 16, 32, 64, 128, 256, 512, 1024), samples=8192,
+                             max_weights=2**22, law_draws=2**19)),
 }
 # Offsets from the run's seed. The kernel-rate networks and the inputs at init share the
-# seed itself, as does the fluctuation study's bootstrap (a numpy stream, not a jax key).
+# seed itself.
 STREAMS = {"inputs": 0, "kernel_rate": 0, "train_inputs": 1, "test_inputs": 2, "jacot": 10,
-           "stability": 20, "ensemble": 30, "fluctuations": 40, "bootstrap": 0, "kernel_bias": 50}
+           "stability": 20, "ensemble": 30, "fluctuations": 40, "law": 41, "kernel_bias": 50}
 STUDIES = (("kernel_rate", kernel_rate), ("kernel_bias", kernel_bias), ("jacot", jacot), ("stability", stability),
            ("ensemble", ensemble), ("fluctuations", fluctuations))
 # float32 suffices where a finite network meets its limit: the smallest relative gap measured
