@@ -44,7 +44,7 @@ STREAMS = {"inputs": 0, "kernel_rate": 0, "monte_carlo": 1, "kurtosis": 2, "post
 class Config:
     seed: int = 0
     kernel_rate: kernel_rate.Config = rate_sweep(Sphere())  # 1. one network's NNGP, by width
-    kernel_bias: kernel_bias.Config = bias_sweep(Sphere())  # 1b. the mean of many, by width
+    kernel_bias: kernel_bias.Config = bias_sweep(Sphere(), inits=16384, chunk=1024)  # 1b. the mean of many
     monte_carlo: monte_carlo.Config = monte_carlo.Config()  # 2. an ensemble's output covariance
     kurtosis: kurtosis.Config = kurtosis.Config()           # 3. Gaussianity of one output
     posterior: posterior.Config = posterior.Config()        # 4. trained readouts, the posterior
@@ -56,7 +56,7 @@ PRESETS = {
     "quick": Config(),
     "full": Config(
         kernel_rate=rate_sweep(_FULL_SPHERE, widths=tuple(2**k for k in range(4, 16)), seeds=16),
-        kernel_bias=bias_sweep(_FULL_SPHERE, inits=8192),
+        kernel_bias=bias_sweep(_FULL_SPHERE, inits=65536, chunk=1024),
         monte_carlo=monte_carlo.Config(sphere=_FULL_SPHERE, samples=8192),
         kurtosis=kurtosis.Config(sphere=_FULL_SPHERE, samples=65536, max_width_deep=1024),
         posterior=posterior.Config(widths=(32, 128, 512, 2048, 8192), ensemble=1024)),
