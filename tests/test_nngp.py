@@ -154,7 +154,7 @@ def test_perturbative_nngp_bias_against_brute_force_networks():
     """kernel_perturbation's delta (E[K^] = K + delta / N + O(N^-2)) against 100000 plain numpy
     networks of depth 2 at width 64, two inputs: N times the mean bias of each entry within 5
     standard errors of delta (the O(N^-2) remainder moves N times the bias by O(1/N), here small
-    beside the standard error, about 0.04). ReLU's diagonal has no bias at any depth; depth 1 has
+    beside the standard errors, 0.02-0.08). ReLU's diagonal has no bias at any depth; depth 1 has
     none at all."""
     from replication.studies import kernel_perturbation as kp
 
