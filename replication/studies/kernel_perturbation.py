@@ -94,7 +94,10 @@ def nngp_bias(x: np.ndarray, depth: int, activation: str, W_std: float, b_std: f
     """``delta`` in ``E[K^] = K + delta / N + O(N^-2)`` for the NNGP of ``depth`` hidden layers
     of width ``N`` on inputs ``x`` ``(n, d)`` (NTK parameterization: first layer ``W^2 x x^T / d +
     b^2``). Returns the limit ``K``, ``delta`` (mean over ``batches`` independent Monte Carlo
-    batches of ``draws / batches``) and each batch's ``delta``."""
+    batches of ``draws / batches``), each batch's ``delta`` (``batches``), and the fluctuation's
+    second moments to leading order, ``var`` = ``N Var(K^_ab)`` and ``cov`` = ``N Cov(K^_aa,
+    K^_bb)`` (``n x n``, means over the batches, whose own values are ``var_batches`` and
+    ``cov_batches``; on the diagonal both are ``N Var(K^_aa)``)."""
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
     w2, b2 = W_std**2, b_std**2
@@ -103,7 +106,7 @@ def nngp_bias(x: np.ndarray, depth: int, activation: str, W_std: float, b_std: f
     n = x.shape[0]
     a, b = np.triu_indices(n, k=1) if n > 1 else (np.array([0]), np.array([0]))
     k1 = w2 * x @ x.T / x.shape[1] + b2
-    per_batch = []
+    per_batch, var, cov = [], [], []
     for _ in range(batches):
         z = rng.standard_normal((draws // batches, 2))
         k = np.stack([k1[a, a], k1[a, b], k1[b, b]], axis=1)
@@ -113,14 +116,21 @@ def nngp_bias(x: np.ndarray, depth: int, activation: str, W_std: float, b_std: f
             delta = np.einsum("pij,pj->pi", jac, delta) + 0.5 * np.einsum("pijk,pjk->pi", hess, sigma)
             sigma = np.einsum("pij,pjk,plk->pil", jac, sigma, jac) + _fresh_covariance(phi, k, z, w2)
             k = nxt
-        d = np.empty((n, n))
-        d[a, b] = d[b, a] = delta[:, 1]
-        d[a, a], d[b, b] = delta[:, 0], delta[:, 2]
-        per_batch.append(d)
-    limit = np.empty((n, n))
-    limit[a, b] = limit[b, a] = k[:, 1]
-    limit[a, a], limit[b, b] = k[:, 0], k[:, 2]
-    return {"limit": limit, "delta": np.mean(per_batch, axis=0), "batches": np.array(per_batch)}
+        per_batch.append(_symmetric(n, a, b, delta[:, 0], delta[:, 1], delta[:, 2]))
+        var.append(_symmetric(n, a, b, sigma[:, 0, 0], sigma[:, 1, 1], sigma[:, 2, 2]))
+        cov.append(_symmetric(n, a, b, sigma[:, 0, 0], sigma[:, 0, 2], sigma[:, 2, 2]))
+    return {"limit": _symmetric(n, a, b, k[:, 0], k[:, 1], k[:, 2]), "delta": np.mean(per_batch, axis=0),
+            "batches": np.array(per_batch), "var": np.mean(var, axis=0), "cov": np.mean(cov, axis=0),
+            "var_batches": np.array(var), "cov_batches": np.array(cov)}
+
+
+def _symmetric(n: int, a, b, at_a, off, at_b) -> np.ndarray:
+    """The ``n x n`` symmetric matrix with ``(a, b)`` and ``(b, a)`` = ``off``, ``(a, a)`` = ``at_a``,
+    ``(b, b)`` = ``at_b``, from per-pair values."""
+    m = np.empty((n, n))
+    m[a, b] = m[b, a] = off
+    m[a, a], m[b, b] = at_a, at_b
+    return m
 
 
 def along(delta: np.ndarray, limit: np.ndarray) -> float:
