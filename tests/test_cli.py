@@ -58,7 +58,8 @@ def test_run_writes_report_and_sidecar(tmp_path, capsys, monkeypatch):
     small = replace(
         quick, jacot=replace(quick.jacot, angles=9),
         ensemble=replace(quick.ensemble, width=32, members=8, times=(0, 10)),
-        fluctuations=replace(quick.fluctuations, depths=(1, 2), samples=64, law_draws=1024))
+        fluctuations=replace(quick.fluctuations, depths=(1, 2), samples=64, law_draws=1024),
+        first_step=replace(quick.first_step, depths=(2,), betas=(1 / 8, 1 / 4), samples=64))
     monkeypatch.setitem(ntk.PRESETS, "quick", small)
     argv = ["run", "ntk", "--widths", "16,64", "--seeds", "2", "--depth", "1",
             "--activation", "erf", "--parameterization", "ntk", "--out", str(tmp_path)]

@@ -4,6 +4,7 @@ from dataclasses import replace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from replication.arch import MLP
 from replication.dynamics import stable_step
@@ -25,6 +26,33 @@ def test_ntk_gram_samples_are_the_empirical_ntk():
     for k, g in zip(keys, got):
         params = spec.init_in_one_draw(k, x)  # the networks over_initialisations draws
         np.testing.assert_allclose(g, empirical_ntk(module.apply, params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_first_step_change_is_the_derivative_of_the_ntk_along_the_step():
+    """first_step_samples' D (a Hessian-vector product) against a central difference of
+    Theta(x, x; theta - e f grad f) in float64, step e = 1e-4 (error O(e^2) relative). The
+    networks' own float32 leaves D with a rounding error near 1e-4 relative (a sum of
+    products of gradient entries that partly cancel); a wrong factor or sign would be O(1)."""
+    from replication.compat import enable_x64
+    from replication.experiments.ntk.first_step import first_step_samples
+
+    with enable_x64():
+        x = jnp.ones((1, 4), jnp.float64)
+        spec = MLP(width=8, depth=3, activation="relu", b_std=None)
+        keys = jax.random.split(jax.random.PRNGKey(3), 2)
+        got = first_step_samples(spec, x, keys, chunk_size=2)
+        module = spec.flax()
+        for k, (theta, change) in zip(keys, got):
+            params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), spec.init_in_one_draw(k, x))
+            value, grad = jax.value_and_grad(lambda p: module.apply(p, x)[0, 0])(params)
+
+            def ntk_at(e):
+                moved = jax.tree_util.tree_map(lambda p, g: p - e * value * g, params, grad)
+                g = jax.grad(lambda p: module.apply(p, x)[0, 0])(moved)
+                return float(sum(jnp.vdot(a, a) for a in jax.tree_util.tree_leaves(g)))
+
+            assert theta == pytest.approx(ntk_at(0.0), rel=1e-6)
+            assert change == pytest.approx((ntk_at(1e-4) - ntk_at(-1e-4)) / 2e-4, rel=1e-3)
 
 
 def test_relu_ntk_diagonal_mean_equals_the_closed_form_at_width_16():

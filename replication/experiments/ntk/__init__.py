@@ -18,8 +18,9 @@ standard parameterization; the mean of many networks' NTKs against it (no
 bias at depth 1; O(1/N) deeper); Jacot et al.'s Figure 1; how far the kernel, the
 weights and the outputs move in training to convergence, against width; an
 ensemble of trained networks against `gradient_descent_mse_ensemble`; and
-the kernel's fluctuations at finite depth and width against their exact law
-(Hanin and Nica 2019).
+the kernel's fluctuations at finite depth and width against their exact law,
+and its mean change in a first gradient step against depth/width (Hanin and
+Nica 2019).
 Under standard parameterization the closed-form NTK itself depends on the
 width (neural-tangents' convention, see `replication.parametrization`), so it
 is evaluated at each network's own width.
@@ -29,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from replication.experiments import report, run_studies
-from replication.experiments.ntk import ensemble, fluctuations, jacot, stability
+from replication.experiments.ntk import ensemble, first_step, fluctuations, jacot, stability
 from replication.report import Report
 from replication.studies import kernel_bias, kernel_rate
 from replication.sweep import Streams
@@ -44,6 +45,7 @@ class Config:
     stability: stability.Config = stability.Config()       # training to convergence, against width
     ensemble: ensemble.Config = ensemble.Config()          # trained ensemble against its closed form
     fluctuations: fluctuations.Config = fluctuations.Config()  # depth and width (Hanin and Nica 2019)
+    first_step: first_step.Config = first_step.Config()     # the kernel's first step, against depth/width
 
 
 _QUICK = Config()
@@ -63,9 +65,9 @@ PRESETS = {
 # Offsets from the run's seed. The kernel-rate networks and the inputs at init share the
 # seed itself.
 STREAMS = {"inputs": 0, "kernel_rate": 0, "train_inputs": 1, "test_inputs": 2, "jacot": 10,
-           "stability": 20, "ensemble": 30, "fluctuations": 40, "law": 41, "kernel_bias": 50}
+           "stability": 20, "ensemble": 30, "fluctuations": 40, "law": 41, "first_step": 42, "kernel_bias": 50}
 STUDIES = (("kernel_rate", kernel_rate), ("kernel_bias", kernel_bias), ("jacot", jacot), ("stability", stability),
-           ("ensemble", ensemble), ("fluctuations", fluctuations))
+           ("ensemble", ensemble), ("fluctuations", fluctuations), ("first_step", first_step))
 # float32 suffices where a finite network meets its limit: the smallest relative gap measured
 # (order 1e-2 at the widest width) is orders of magnitude above float32's rounding (1e-7). The
 # ensemble's closed-form dynamics (gradient_descent_mse_ensemble, an eigendecomposition of the
