@@ -123,6 +123,43 @@ def t_interval(samples, confidence: float = 0.95) -> tuple[float | None, tuple[f
     return mean, (mean - half, mean + half)
 
 
+def fit_inverse_width(widths, values, powers=(0, 1), confidence: float = 0.95):
+    """``mean values(N) = sum_k a_k N^(-powers[k])`` by weighted least squares over the widths.
+
+    ``values``: ``(n_widths, runs)``, independent runs at each width; the weights are the inverse
+    squared standard errors of the per-width means. Returns ``(a, intervals)``, normal intervals.
+    """
+    w = np.asarray(widths, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] != w.size or v.shape[1] < 2:
+        raise ValueError(f"values must be (n_widths={w.size}, runs >= 2), got {v.shape}")
+    if w.size < len(powers):
+        raise ValueError(f"{len(powers)} coefficients need at least as many widths, got {w.size}")
+    design = np.stack([w ** -float(p) for p in powers], axis=1)
+    se2 = v.var(axis=1, ddof=1) / v.shape[1]
+    cov = np.linalg.inv(design.T @ (design / se2[:, None]))
+    a = cov @ design.T @ (v.mean(axis=1) / se2)
+    half = _st.norm.ppf(0.5 + confidence / 2) * np.sqrt(np.diag(cov))
+    return [float(x) for x in a], [(float(x - h), float(x + h)) for x, h in zip(a, half)]
+
+
+def paired_accuracy_difference(correct_a, correct_b, confidence: float = 0.95):
+    """Accuracy of ``a`` minus ``b`` on the same test images, paired image by image.
+
+    ``correct_*``: ``(runs, images)`` or ``(images,)``, 1 where a run classifies the image right.
+    Each image's difference is averaged over the runs, and the interval is Student-t over the
+    images: the test set is the sample. For one run this is McNemar's test's (Wald) interval,
+    ``(b - c) / n`` with variance ``((b + c) / n - ((b - c) / n)^2) / (n - 1)`` from the ``b``
+    and ``c`` discordant images; images that every run of both classifies alike add nothing
+    but their count. Returns ``(difference, interval, (b, c))``, ``b``, ``c`` summed over runs.
+    """
+    a, b = (np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in (correct_a, correct_b))
+    if a.shape != b.shape:
+        raise ValueError(f"correctness arrays differ in shape: {a.shape} and {b.shape}")
+    mean, ci = t_interval((a - b).mean(axis=0), confidence)
+    return mean, ci, (int(np.sum((a == 1) & (b == 0))), int(np.sum((a == 0) & (b == 1))))
+
+
 def local_slopes(widths, values) -> list[tuple[int, int, float]]:
     """``(w_a, w_b, slope)`` between neighbouring widths of the geometric mean over seeds.
 

@@ -11,7 +11,7 @@ from replication.arch import CNN, MLP
 from replication.data import Digits, centred_one_hot, digits
 from replication.dynamics import gradient_descent_mse
 from replication.experiments import digits as D
-from replication.experiments.digits import trained
+from replication.experiments.digits import kernels, trained
 from replication.experiments.digits.task import ARCHITECTURES, Task, closed_form_kernels, inputs_of
 from replication.experiments.digits.trained import Ladder
 from replication.kernels import empirical_ntk
@@ -191,8 +191,11 @@ def test_quick_preset_is_registered_and_small():
 
     assert "digits" in EXPERIMENTS and load("digits") is D
     quick = D.PRESETS["quick"]
-    # every architecture is trained
+    # the whole split, 1347 training and 450 test images; every architecture is trained
+    for task in (quick.trained.task, quick.kernels.task):
+        assert task.n_train is None and task.n_test is None and task.test_size == 450
     assert set(quick.trained.architectures) == set(quick.kernels.architectures)
+    assert quick.trained.seeds >= 8  # every fitted exponent: at least 8 seeds
     assert set(quick.trained.linearise) <= set(quick.trained.architectures)
     widths = quick.trained.mlp.widths
     assert np.log10(widths[-1] / widths[0]) >= 2  # two decades of width at least
@@ -308,3 +311,29 @@ def test_centred_networks_approach_the_ntk_mean_predictor_with_width():
     gap = np.exp(np.mean(np.log(m["rmse_centred"]), axis=1))
     assert gap[1] < gap[0] / 2, gap
     assert m["mean_prediction"].shape == (50, 10)
+
+
+def test_digits_runs_end_to_end_on_a_tiny_config(tmp_path):
+    """Every study on 50 training and 50 test digits, two architectures, two seeds: the claims in
+    order, the paired accuracy claims with their interval and method, the figures written."""
+    import json
+    from dataclasses import replace
+
+    from replication.report import write_report
+
+    task = Task(n_train=50, n_test=50)
+    ladder = Ladder((8, 32))
+    config = replace(D.PRESETS["quick"], kernels=kernels.Config(task=task, architectures=("mlp-1", "cnn-gap")),
+                     trained=trained.Config(task=task, architectures=("mlp-1", "cnn-gap"), mlp=ladder,
+                                            cnn=Ladder((2, 8)), seeds=2, centred_seeds=1, steps=20))
+    write_report(D.run(config), tmp_path)
+    side = json.loads((tmp_path / "digits.json").read_text())
+    assert [c["id"] for c in side["claims"]] == [
+        "digits_gap_rate_mlp-1", "digits_accuracy_mlp-1", "digits_centred_accuracy_mlp-1",
+        "digits_gap_rate_cnn-gap", "digits_accuracy_cnn-gap", "digits_centred_accuracy_cnn-gap"]
+    accuracy = side["claims"][1]
+    assert "paired image by image over the 50 test images" in accuracy["interval_method"]
+    assert accuracy["n_seeds"] == 2 and accuracy["fit_range"] == [32, 32] and accuracy["tolerance"] == 0.01
+    assert "correct_net" not in side["series"]["trained"]["mlp-1"]
+    for name in ("gap", "accuracy", "centred"):
+        assert (tmp_path / "figures" / f"digits_{name}.png").exists()

@@ -151,4 +151,4 @@ def test_the_same_run_twice_gives_identical_numbers(tmp_path):
         for proc in procs.values():
             proc.kill()
     assert sides[0] == sides[1]
-    assert sides[0]["claims"] and all(c["id"].startswith("mup_") for c in sides[0]["claims"])
+    assert sides[0]["claims"] and all(c["id"].startswith(("mup_", "ntk_limit_")) for c in sides[0]["claims"])

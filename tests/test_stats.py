@@ -96,3 +96,27 @@ def test_squared_bias_is_unbiased_and_its_jackknife_interval_covers_it():
     assert all(np.isclose(est, squared_bias(d, mean, var)) and np.isclose(hi - est, est - lo)
                for d, (est, (lo, hi), _) in zip(draws, results))
     assert 0.88 <= np.mean([lo <= 0 <= hi for _, (lo, hi), _ in results]) <= 0.99
+
+
+def test_paired_accuracy_difference_is_mcnemars_interval_for_one_run():
+    """One run: (b - c) / n with variance ((b + c) / n - ((b - c) / n)^2) / (n - 1), b and c the
+    discordant images; runs are averaged per image before the interval; shapes must match."""
+    from scipy import stats
+
+    from replication.stats import paired_accuracy_difference
+
+    n, b, c = 100, 10, 4
+    a = np.zeros(n)
+    r = np.zeros(n)
+    a[:b] = 1                       # only a right
+    r[b:b + c] = 1                  # only r right
+    a[50:80] = r[50:80] = 1         # both right
+    diff, (lo, hi), counts = paired_accuracy_difference(a, r)
+    half = stats.t.ppf(0.975, n - 1) * np.sqrt(((b + c) / n - ((b - c) / n) ** 2) / (n - 1))
+    assert diff == pytest.approx((b - c) / n) and counts == (b, c)
+    assert (lo, hi) == pytest.approx(((b - c) / n - half, (b - c) / n + half))
+    # Two runs that disagree image by image average to a smaller per-image difference.
+    two, _, counts2 = paired_accuracy_difference(np.stack([a, r]), np.stack([r, r]))
+    assert two == pytest.approx((b - c) / n / 2) and counts2 == (b, c)
+    with pytest.raises(ValueError, match="shape"):
+        paired_accuracy_difference(a, r[:-1])

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import jax
 import numpy as np
-from scipy import stats as _st
 
 from replication.arch import MLP
 from replication.kernels import closed_form, empirical_nngp, empirical_ntk, over_initialisations
 from replication.report import Claim, Findings, Section, fmt, markdown_table
+from replication.stats import fit_inverse_width
 from replication.studies import kernel_perturbation
 from replication.studies.kernel_rate import NAMES, inputs
 from replication.sweep import Streams, progress
@@ -118,14 +118,8 @@ def bias_coefficient(widths, s: np.ndarray, confidence: float = 0.95, second_ord
     """``c`` in ``mean s(N) = c / N`` (``+ e / N^2`` with ``second_order``) by weighted least
     squares over the widths (weights: the inverse squared standard errors of the means), with its
     normal interval."""
-    inv = 1.0 / np.asarray(widths, dtype=np.float64)
-    design = np.stack([inv, inv**2] if second_order else [inv], axis=1)
-    mean = s.mean(axis=1)
-    se2 = s.var(axis=1, ddof=1) / s.shape[1]
-    cov = np.linalg.inv(design.T @ (design / se2[:, None]))
-    c = float((cov @ design.T @ (mean / se2))[0])
-    half = float(_st.norm.ppf(0.5 + confidence / 2) * np.sqrt(cov[0, 0]))
-    return c, (c - half, c + half)
+    a, ci = fit_inverse_width(widths, s, (1, 2) if second_order else (1,), confidence)
+    return a[0], ci[0]
 
 
 def findings(config: Config, result: Result) -> Findings:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
-from replication.experiments.digits.task import accuracy, rms
+from replication.experiments.digits.task import ACCURACY_REASON, PAIRED_METHOD, accuracy, rms
 from replication.report import Claim, Figure, Section, markdown_table, mean_sd
+from replication.stats import paired_accuracy_difference
 from replication.train import fit
 
 SECTION = "Centred networks against the NTK mean predictor"
-MEASURED = ("acc_centred", "rmse_centred", "agree_centred", "diverged_centred")
+MEASURED = ("acc_centred", "rmse_centred", "agree_centred", "diverged_centred", "correct_centred")
 
 
 def one_network(p, loss, forward, params, f0_train, f0_test) -> dict:
@@ -38,29 +38,28 @@ def one_network(p, loss, forward, params, f0_train, f0_test) -> dict:
         return {"diverged_centred": True}
     f_c = np.asarray(forward(run.params, p.x_test) - f0_test, np.float64)
     return {"diverged_centred": False, "acc_centred": accuracy(f_c, p.labels_test),
+            "correct_centred": f_c.argmax(-1) == p.labels_test,
             "rmse_centred": rms(f_c - p.mean_prediction),
             "agree_centred": float(np.mean(f_c.argmax(-1) == p.mean_prediction.argmax(-1)))}
 
 
 def claim(config, result, name: str) -> Claim:
-    """The widest centred networks' mean test accuracy minus the NTK mean predictor's at the same step."""
+    """The widest centred networks' test accuracy minus the NTK mean predictor's at the same step,
+    paired by test image."""
     m = result.networks[name]
-    acc_mean = m["acc_mean_step"]
-    acc_c = m["acc_centred"][-1, :m["centred_seeds"]]
+    correct = m["correct_centred"][-1, :m["centred_seeds"]]
     gap = ci = None
-    if np.all(np.isfinite(acc_c)):
-        gap = float(np.mean(acc_c) - acc_mean)
-        if len(acc_c) > 1:
-            # Student-t over the seeds, about the gap (the predictor's accuracy is one number).
-            half = (float(stats.t.ppf(0.975, len(acc_c) - 1)) * float(np.std(acc_c, ddof=1))
-                    / np.sqrt(len(acc_c)))
-            ci = (gap - half, gap + half)
+    if np.all(np.isfinite(correct)):
+        mean_correct = m["mean_prediction"].argmax(-1) == result.labels_test
+        gap, ci, _ = paired_accuracy_difference(correct, np.broadcast_to(mean_correct, correct.shape))
     return Claim(
         id=f"digits_centred_accuracy_{name}", section=SECTION,
         statement=(f"{name}: widest centred networks' test accuracy -> the closed-form NTK mean "
                    f"predictor's at the same step (width {m['width'][-1]})"),
         prediction="accuracy gap -> 0", expected=0.0, measured=gap, ci=ci,
-        tolerance=float(config.accuracy_standard_errors * np.sqrt(acc_mean * (1 - acc_mean) / result.n_test)))
+        tolerance=config.accuracy_band, reason=ACCURACY_REASON,
+        interval_method=PAIRED_METHOD.format(n=result.n_test, runs=m["centred_seeds"]), n_seeds=m["centred_seeds"],
+        fit_range=(m["width"][-1], m["width"][-1]))
 
 
 def section(config, result) -> Section:

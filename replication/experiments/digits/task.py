@@ -21,6 +21,11 @@ from replication.kernels import blocked
 from replication.sweep import Streams
 
 ARCHITECTURES = ("mlp-1", "mlp-2", "mlp-3", "cnn-flatten", "cnn-gap")
+# Accuracy claims: two classifiers on the same test images, compared image by image.
+ACCURACY_REASON = ("a resolution of one point of accuracy: theory says the difference tends to 0 and "
+                   "gives no finite-width size for it")
+PAIRED_METHOD = ("paired image by image over the {n} test images (each image's difference averaged over "
+                 "{runs} networks; for one network, McNemar's interval), Student-t")
 
 
 @dataclass(frozen=True)

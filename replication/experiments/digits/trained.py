@@ -27,16 +27,18 @@ from replication.arch import CNN
 from replication.data import Digits
 from replication.dynamics import Predictor, gradient_descent_mse, stable_step
 from replication.experiments.digits import centred
-from replication.experiments.digits.task import (ARCHITECTURES, Task, accuracy, closed_form, inputs_of,
-                                                 rms)
+from replication.experiments.digits.task import (ACCURACY_REASON, ARCHITECTURES, PAIRED_METHOD, Task,
+                                                 accuracy, closed_form, inputs_of, rms)
 from replication.report import (Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure,
                                 markdown_table, mean_sd, slopes_text)
-from replication.stats import EXPONENT_BAND, finite_rows, fit_finite, local_slopes, t_interval
+from replication.stats import EXPONENT_BAND, finite_rows, fit_finite, local_slopes, paired_accuracy_difference
 from replication.sweep import Streams, measured_once, progress
 from replication.train import fit, linearized, linearized_loss, mse_loss
 
 SECTION = "Trained networks against the NTK at the same training time"
 NETWORK = ("acc_net", "acc_ntk", "rmse", "agree", "diverged", "loss_ratio")
+# Per test image, 1 where it is classified right (NaN where not measured): the paired comparisons.
+PER_IMAGE = ("correct_net", "correct_ntk", "correct_centred")
 LINEARISED = ("rmse_nonlinear", "rmse_linear", "diverged_linear")
 SPLIT = ("rmse_nonlinear", "rmse_linear")
 
@@ -69,11 +71,11 @@ class Config:
     expected_exponent: float = -0.5
     # The gap is the kernel's O(width^-1/2) fluctuation carried by the dynamics.
     exponent_tolerance: float = EXPONENT_BAND
-    # The test set resolves an accuracy to its binomial standard error
-    # sqrt(p (1 - p) / n_test); gaps within this many of them are not resolved
-    # (for the trained networks against their own NTK predictions, and for the
-    # centred networks against the NTK mean predictor).
-    accuracy_standard_errors: float = 2.0
+    # Accuracy differences on the same test images (trained networks against their own NTK
+    # predictions, centred networks against the NTK mean predictor), paired image by image as in
+    # McNemar's test. Theory says the difference tends to 0 and gives no finite-width size for
+    # it: the band is a resolution of one point of accuracy (4.5 of the 450 test images).
+    accuracy_band: float = 0.01
 
     def ladder(self, name: str) -> tuple[int, ...]:
         if name.startswith("cnn"):
@@ -91,6 +93,7 @@ class Result:
     n_train: int
     outputs: int
     n_test: int
+    labels_test: np.ndarray
     networks: dict   # per architecture: ``sweep``'s arrays, its step and timings
     closed: dict     # per architecture: the closed forms at t -> infinity (``task.closed_form``)
 
@@ -119,7 +122,7 @@ def measure(config: Config, streams: Streams) -> Result:
         m["step_vs_flow"] = float(np.max(np.abs((1 - a) ** config.steps - np.exp(-a * config.steps))))
         m["learning_rate"] = lr
         networks[name] = m
-    return Result(n, k, data.y_test.shape[0], networks, closed)
+    return Result(n, k, data.y_test.shape[0], data.labels_test, networks, closed)
 
 
 @dataclass
@@ -158,8 +161,10 @@ def sweep(config: Config, name: str, data: Digits, k_train, k_test_train, lr: fl
     problem = Problem(xtr, xte, jnp.asarray(data.y_train), data.labels_test, optax.sgd(lr), config.steps,
                       predict, k_test_train, predict(config.steps, k_test_train=k_test_train)[1])
     linearise, centre = name in config.linearise, config.n_centred > 0
-    keys = (*NETWORK, *(LINEARISED if linearise else ()), *(centred.MEASURED if centre else ()))
-    m = {k: np.full((len(widths), config.seeds), np.nan) for k in keys}
+    keys = (*NETWORK, "correct_net", "correct_ntk", *(LINEARISED if linearise else ()),
+            *(centred.MEASURED if centre else ()))
+    m = {k: np.full((len(widths), config.seeds, *((len(data.labels_test),) if k in PER_IMAGE else ())), np.nan)
+         for k in keys}
     with progress(len(widths), f"digits {name}") as bar:
         for i, w in enumerate(widths):
             spec_w = spec.replace(width=w)
@@ -200,7 +205,7 @@ def one_network(p: Problem, apply, params, linearise: bool, centre: bool) -> dic
     own = p.predict(p.steps, f0_tr, f0_te, p.k_test_train)[1]
     out = centred.one_network(p, loss, forward, params, f0_tr, f0_te) if centre else {}
     out.update(diverged=bool(run.diverged), loss_ratio=float(run.losses[-1] / run.losses[0]),
-               acc_ntk=accuracy(own, p.labels_test))
+               acc_ntk=accuracy(own, p.labels_test), correct_ntk=own.argmax(-1) == p.labels_test)
     f_lin_te = None
     if linearise:
         f_lin = linearized(apply)
@@ -215,7 +220,8 @@ def one_network(p: Problem, apply, params, linearise: bool, centre: bool) -> dic
     if run.diverged:
         return out  # recorded as diverged; its outputs are not measurements
     f_te = np.asarray(forward(run.params, p.x_test), np.float64)
-    out.update(acc_net=accuracy(f_te, p.labels_test), rmse=rms(f_te - own),
+    out.update(acc_net=accuracy(f_te, p.labels_test), correct_net=f_te.argmax(-1) == p.labels_test,
+               rmse=rms(f_te - own),
                agree=float(np.mean(f_te.argmax(-1) == own.argmax(-1))))
     if f_lin_te is not None:
         out["rmse_nonlinear"] = rms(f_te - f_lin_te)
@@ -241,36 +247,41 @@ def findings(config: Config, result: Result) -> Findings:
     sections = [trained_section(config, result, fits, claims)] if config.architectures else []
     if any("acc_centred" in m for m in result.networks.values()):
         sections.append(centred.section(config, result))
-    series = {name: {**{k: v for k, v in m.items() if k != "mean_prediction"},
+    series = {name: {**{k: v for k, v in m.items() if k not in ("mean_prediction", *PER_IMAGE)},
                      **{f"fit_{part}": f for part, f in fits[name].items()}, "steps": config.steps}
               for name, m in result.networks.items()}
     return Findings(claims, sections, {"trained": series})
 
 
 def accuracy_claim(config: Config, result: Result, name: str) -> Claim:
-    """The widest networks' test accuracy minus their own NTK predictions', paired by network."""
+    """The widest networks' test accuracy minus their own NTK predictions', paired by network and
+    by test image."""
     m = result.networks[name]
-    acc_ntk = float(np.nanmean(m["acc_ntk"][-1]))
-    # Paired: each network against its own prediction; no measurement where a widest run diverged.
-    measured, ci = (t_interval(m["acc_net"][-1] - m["acc_ntk"][-1]) if finite_rows(m["rmse"])[-1]
-                    else (None, None))
+    # No measurement where a widest run diverged.
+    measured = ci = None
+    if finite_rows(m["rmse"])[-1]:
+        measured, ci, _ = paired_accuracy_difference(m["correct_net"][-1], m["correct_ntk"][-1])
     return Claim(
         id=f"digits_accuracy_{name}", section=SECTION,
         statement=f"{name}: widest networks' test accuracy -> their NTK predictions' (width {m['width'][-1]})",
         prediction="accuracy gap -> 0", expected=0.0, measured=measured, ci=ci,
-        tolerance=float(config.accuracy_standard_errors * np.sqrt(acc_ntk * (1 - acc_ntk) / result.n_test)))
+        tolerance=config.accuracy_band, reason=ACCURACY_REASON,
+        interval_method=PAIRED_METHOD.format(n=result.n_test, runs=config.seeds), n_seeds=config.seeds,
+        fit_range=(m["width"][-1], m["width"][-1]))
+
 
 
 def trained_section(config: Config, result: Result, fits: dict, claims: list[Claim]) -> Section:
     text = "\n".join(_architecture_text(config, result, name, fits[name]) for name in result.networks)
-    return Section(SECTION, text + _failure_note(result, claims), [
+    return Section(SECTION, text + _paired_text(config, result) + _failure_note(result, claims), [
         Figure("gap", _gap_figure(config, result, fits), "RMS difference between each trained network's "
                "test outputs and the closed-form NTK prediction from its own init at the same step (left), "
                "and for the linearised architectures that gap split into network vs its linearisation and "
                "linearisation vs closed form. Markers: geometric mean over seeds; band: range; thin "
                "lines: fits; dashed: width^(-1/2)."),
-        Figure("accuracy", _accuracy_figure(result), "Test accuracy of trained networks (mean, sd over "
-               "seeds) and of their closed-form NTK predictions at the same step, against width.")])
+        Figure("accuracy", _accuracy_figure(result), "Test accuracy of trained networks and of their "
+               "closed-form NTK predictions at the same step, against width, one panel per architecture "
+               "(mean and sd over seeds).")])
 
 
 def _architecture_text(config: Config, result: Result, name: str, fits: dict) -> str:
@@ -295,6 +306,33 @@ RMS gap: {fitted}; local slopes {slopes_text(local_slopes(m["width"], m["rmse"])
 closed form solves: at most {m['step_vs_flow']:.1e} per mode of the closed-form training kernel at
 t = {config.steps}, times the residual.
 {split}"""
+
+
+def _paired_text(config: Config, result: Result) -> str:
+    """Each width's networks against their own NTK predictions, image by image (McNemar)."""
+    rows = []
+    for name, m in result.networks.items():
+        for i, w in enumerate(m["width"]):
+            ok = np.all(np.isfinite(m["correct_net"][i]), axis=-1)
+            if not ok.any():
+                rows.append([name, w, 0, "diverged", "", "", ""])
+                continue
+            net, ntk = m["correct_net"][i][ok], m["correct_ntk"][i][ok]
+            diff, ci, (b, c) = paired_accuracy_difference(net, ntk)
+            rows.append([name, w, int(ok.sum()), f"{net.mean():.4f}", f"{ntk.mean():.4f}",
+                         "n/a" if ci is None else f"{diff:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]",
+                         f"{b / ok.sum():.1f} / {c / ok.sum():.1f}"])
+    return f"""
+**Accuracy, image by image.** Each network and its own NTK prediction classify the same
+{result.n_test} test images; only the images on which they disagree carry information about which is
+more accurate (McNemar's test). Each image's difference in correctness is averaged over the networks,
+and the interval is Student-t over the images, so the test set's sampling is in it. Discordant
+images: those only the network gets right / those only its NTK prediction gets right, per network.
+The claims read the widest row of each architecture.
+
+{markdown_table(["architecture", "width", "networks", "accuracy, trained", "accuracy, NTK prediction",
+                 "difference [95%]", "discordant images per network"], rows)}
+"""
 
 
 def _split_text(config: Config, name: str, m: dict, fits: dict) -> str:
@@ -374,17 +412,21 @@ def _gap_figure(config: Config, result: Result, fits: dict):
 
 
 def _accuracy_figure(result: Result):
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    for i, (name, m) in enumerate(result.networks.items()):
+    """One panel per architecture, one shared accuracy axis."""
+    names = list(result.networks)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names), 3.3), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        m = result.networks[name]
         w = np.asarray(m["width"], float)
         ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
-                    color=f"C{i}", ms=4, capsize=2, label=f"{name}: trained")
-        ax.plot(w, np.nanmean(m["acc_ntk"], axis=1), "s--", color=f"C{i}", ms=3, lw=1,
-                label=f"{name}: its NTK prediction, same step")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("width (channels for the CNN)")
-    ax.set_ylabel("test accuracy")
-    ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=7)
+                    color="C0", ms=4, capsize=2, label="trained")
+        ax.errorbar(w, np.nanmean(m["acc_ntk"], axis=1), yerr=np.nanstd(m["acc_ntk"], axis=1), fmt="s--",
+                    color="C1", ms=3, lw=1, capsize=2, label="its NTK prediction, same step")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("channels" if name.startswith("cnn") else "width")
+        ax.grid(True, alpha=0.25)
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
