@@ -67,7 +67,8 @@ def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
     quick = nngp.PRESETS["quick"]
     config = replace(
         quick,
-        kernel_rate=replace(quick.kernel_rate, widths=(16, 64), depths=(1,), activations=("erf",), seeds=2),
+        kernel_rate=replace(quick.kernel_rate, widths=(16, 64), depths=(1,), activations=("erf",), seeds=2,
+                            prediction_draws=4096),
         kernel_bias=replace(quick.kernel_bias, widths=(4, 8), depths=(1, 2), activations=("erf",), inits=64,
                             chunk=32, prediction_draws=4096),
         monte_carlo=replace(quick.monte_carlo, widths=(4, 16), samples=64, replicates=2, prediction_draws=4096),
@@ -77,7 +78,7 @@ def test_nngp_runs_end_to_end_on_a_tiny_config(tmp_path):
     write_report(nngp.run(config), tmp_path)
     side = json.loads((tmp_path / "nngp.json").read_text())
     assert [c["id"] for c in side["claims"]] == [
-        "nngp_init_rate_ntk_erf_depth1", "nngp_init_unbiased_erf_depth1", "nngp_init_bias_predicted_erf_depth2",
+        "nngp_init_rate_ntk_erf_depth1", "nngp_init_rate_prefactor", "nngp_init_unbiased_erf_depth1", "nngp_init_bias_predicted_erf_depth2",
         "nngp_mc_error_predicted",
         "nngp_kurtosis_rate_erf_depth1", "nngp_kurtosis_rate_erf_depth2",
         "nngp_posterior_mean", "nngp_posterior_variance"]
