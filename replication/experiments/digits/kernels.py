@@ -73,6 +73,15 @@ def findings(config: Config, result: Result) -> Findings:
                     series=series)
 
 
+def _used(task: Task) -> str:
+    """Which images of the split a run uses, in words."""
+    if task.n_train is None and task.n_test is None:
+        return "both splits whole"
+    train = "all of the training split" if task.n_train is None else f"a stratified subset of {task.n_train}"
+    test = "all of the test split" if task.n_test is None else f"a stratified subset of {task.n_test}"
+    return f"{train} and {test} (drawn with the same seed)"
+
+
 def data_section(task: Task, result: Result) -> Section:
     data = result.data
     counts = [[c, int(np.sum(data.labels_train == c)), int(np.sum(data.labels_test == c))] for c in range(10)]
@@ -80,11 +89,8 @@ def data_section(task: Task, result: Result) -> Section:
 scikit-learn's `load_digits` (1,797 images, 8x8 pixels with values 0 to 16, 10 classes; shipped
 with the package). Split once, stratified by class, with seed {result.split_seed}: {task.test_size} images
 held out as the test split, the other {1797 - task.test_size} the training split
-(`sklearn.model_selection.train_test_split`); this run uses
-{"all of the training split" if task.n_train is None else f"a stratified subset of {task.n_train}"}
-and {"all of the test split" if task.n_test is None else f"a stratified subset of {task.n_test}"}
-(same seed): **{data.y_train.shape[0]} training and {data.y_test.shape[0]} test images**, none
-shared. Inputs: pixels minus {data.pixel_mean:.4f}, divided by {data.pixel_std:.4f} (one mean and one
+(`sklearn.model_selection.train_test_split`); this run uses {_used(task)}: **{data.y_train.shape[0]} training and {data.y_test.shape[0]} test images**,
+none shared. Inputs: pixels minus {data.pixel_mean:.4f}, divided by {data.pixel_std:.4f} (one mean and one
 standard deviation over every pixel of the training images; per-pixel statistics would divide the
 nearly always blank border pixels by a near-zero deviation). Targets: one-hot minus 1/10, so each
 row sums to zero (Lee et al. 2018); a prediction's class is its largest output. The images' indices
@@ -106,7 +112,7 @@ def kernel_section(config: Config, result: Result) -> Section:
 ReLU networks in NTK parameterization, W_std = {fmt(task.W_std)}, b_std = {fmt(task.b_std)}, 10
 outputs: `mlp-d` has d hidden dense layers; `cnn-flatten` and `cnn-gap` have {task.cnn_depth}
 convolution(s) of {task.cnn_kernel_size}x{task.cnn_kernel_size} filters, stride 1, SAME padding,
-then a dense readout of all positions (flatten) or of their average (global average pooling).
+then a dense readout of all positions (flatten) or of their average (global average pooling){_left_out(config)}.
 NNGP regression is the GP posterior mean, K_test,train K_train^-1 y; NTK regression is the t ->
 infinity limit of gradient descent on mse, the same formula with the NTK (neural-tangents'
 `gradient_descent_mse` with t = None, from zero initial outputs), regulariser
@@ -123,3 +129,9 @@ For context, on the same pixels (C chosen by 5-fold cross-validation on the trai
 {baseline_text}.
 """
     return Section(SECTION_KERNELS, body)
+
+
+def _left_out(config: Config) -> str:
+    """The architectures this run does not compute, in words (empty when it computes all)."""
+    missing = [a for a in ARCHITECTURES if a not in config.architectures]
+    return f"; not computed in this run: {', '.join(missing)}" if missing else ""
