@@ -89,8 +89,8 @@ def data_section(task: Task, result: Result) -> Section:
 scikit-learn's `load_digits` (1,797 images, 8x8 pixels with values 0 to 16, 10 classes; shipped
 with the package). Split once, stratified by class, with seed {result.split_seed}: {task.test_size} images
 held out as the test split, the other {1797 - task.test_size} the training split
-(`sklearn.model_selection.train_test_split`); this run uses {_used(task)}: **{data.y_train.shape[0]} training and {data.y_test.shape[0]} test images**,
-none shared. Inputs: pixels minus {data.pixel_mean:.4f}, divided by {data.pixel_std:.4f} (one mean and one
+(`sklearn.model_selection.train_test_split`); this run uses {_used(task)}:
+**{data.y_train.shape[0]} training and {data.y_test.shape[0]} test images**, none shared. Inputs: pixels minus {data.pixel_mean:.4f}, divided by {data.pixel_std:.4f} (one mean and one
 standard deviation over every pixel of the training images; per-pixel statistics would divide the
 nearly always blank border pixels by a near-zero deviation). Targets: one-hot minus 1/10, so each
 row sums to zero (Lee et al. 2018); a prediction's class is its largest output. The images' indices

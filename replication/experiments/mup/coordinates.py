@@ -5,9 +5,9 @@ abc-parametrization table gives every exponent (``EXPONENTS``): the change of
 layer ``l``'s output per unit learning rate, ``delta h_l = (d h_l / d theta) u``
 with ``u`` the optimizer's first update at learning rate 1 (a Jacobian-vector
 product, exact; no finite step, so no learning rate at which anything
-diverges), from the residual of zero outputs, ``-y``, at every width. Every network's readout is random here, muP's included (its
-variance ``1 / width^2`` relative to the base width), so that the hidden
-layers move at step 1.
+diverges), from the residual of zero outputs, ``-y``, at every width. Every
+network's readout is random here, muP's included (its variance ``1 / width^2``
+relative to the base width), so that the hidden layers move at step 1.
 
 One fixed batch ``x`` ``(batch, input_dim)``, target ``y = sin(2 x_1)``. After
 each SGD step ``t`` on ``mse``, for every affine layer ``l`` (a hidden

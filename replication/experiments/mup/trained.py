@@ -246,7 +246,7 @@ def _residual_note(config: Config, result: Trained, limits: dict, rmse_predictio
     return f"""
 The NTK networks' D_inf^2 interval excludes 0: N D^2, constant if the distance were a pure
 N^(-1/2) fluctuation, is {scaled} at widths {", ".join(map(str, w))} (mean +- standard error).
-The residual, {fmt(limits["ntk"]["d_inf"])}, is {limits["ntk"]["d_inf"] / rmse_prediction:.0%} of the prediction's RMS test error and inside
-the claim's resolution; its source is not established here (a term falling slower than 1/N, or a
+The residual, {fmt(limits["ntk"]["d_inf"])}, is {limits["ntk"]["d_inf"] / rmse_prediction:.0%} of the prediction's RMS test
+error and inside the claim's resolution; its source is not established here (a term falling slower than 1/N, or a
 floor of the training loop's float32 arithmetic), and the full preset's wider ladder tests it.
 """

@@ -229,7 +229,7 @@ parameterization, W_std^2 = 2), {config.samples} networks per cell. One gradient
 of size `1 / E[Theta(x, x)]`; to first order the NTK at `x` changes by `D / E[Theta]`, where `D` is
 the directional derivative of `Theta(x, x)` along the step (a Hessian-vector product, exact, no
 finite difference). `g = E[D] / (depth/width * E[Theta]^2)`: the mean relative change per unit of
-depth/width. The mean change is negative: the step lowers the kernel at the input it trains on.
+depth/width. {_sign(a)}
 
 | depth | width | depth/width | g [95%] |
 |---|---|---|---|
@@ -240,9 +240,22 @@ Pooled over the cells of each depth/width (weights: each cell's inverse squared 
 {markdown_table(["depth/width", "cells", "g [95%]"], pooled)}
 
 Below depth/width {hi:g}, the cells at one depth/width differ by {spread:.0%} at most (corrections of
-order 1/width), less than g moves between depth/width {lo:g} and {hi:g}: the change is mostly a function of depth/width, as both readings say to leading order. It
+order 1/width), less than g moves between depth/width {lo:g} and {hi:g}: the change is mostly a
+function of depth/width, as both readings say to leading order. It
 does not stay constant in depth/width: the claim is the ratio of g at depth/width {hi:g} to g at
 {lo:g}, above 1 when the change grows faster than depth/width (Hanin and Nica), 1 if it were the
 fixed-depth expansion's leading term `c depth/width` alone. The deepest cells at depth/width
 {hi:g} carry heavy tails (a few networks with a large gradient), hence their wide intervals.
 """
+
+
+def _sign(a: dict) -> str:
+    """What the pooled g's sign says, in words."""
+    signs = {np.sign(a["per_beta"][b][0]) for b in a["betas"]}
+    if signs == {-1.0}:
+        return ("The mean change is negative at every depth/width: the step lowers the kernel at the "
+                "input it trains on.")
+    if signs == {1.0}:
+        return ("The mean change is positive at every depth/width: the step raises the kernel at the "
+                "input it trains on.")
+    return "The mean change's sign differs between depth/widths."
