@@ -11,10 +11,10 @@ targets ``y + f(x_train; theta_0)``.
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from replication.experiments.digits.task import ACCURACY_REASON, PAIRED_METHOD, accuracy, rms
+from replication.experiments.digits.task import (ACCURACY_REASON, PAIRED_METHOD, accuracy, accuracy_panels,
+                                                 finish_panels, rms)
 from replication.report import Claim, Figure, Section, markdown_table, mean_sd
 from replication.stats import paired_accuracy_difference
 from replication.train import fit
@@ -125,25 +125,16 @@ the first column, the prediction for their own training time, as theory states i
 
 
 def _figure(config, result, centred: dict):
-    fig, axes = plt.subplots(1, len(centred), figsize=(3.1 * len(centred), 3.4), sharey=True, squeeze=False)
+    """The trained networks' accuracy panels (``accuracy_panels``) with the centred networks, the
+    NTK mean predictor at their step and at t -> infinity added."""
+    fig, axes = accuracy_panels(centred)
     for ax, (name, m) in zip(axes[0], centred.items()):
         w = np.asarray(m["width"], float)
         cs = m["centred_seeds"]
-        ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
-                    color="C0", ms=4, capsize=2, label="trained")
-        ax.plot(w, np.nanmean(m["acc_ntk"], axis=1), "s:", color="C0", ms=3, lw=1,
-                label="its NTK prediction, same step")
         ax.errorbar(w, np.nanmean(m["acc_centred"][:, :cs], axis=1),
                     yerr=np.nanstd(m["acc_centred"][:, :cs], axis=1), fmt="^-", color="C3", ms=4, capsize=2,
                     label="centred, trained")
         ax.axhline(m["acc_mean_step"], color="C3", ls="--", lw=1,
                    label=f"NTK mean predictor, step {config.steps}")
         ax.axhline(result.closed[name]["ntk"]["accuracy"], color="k", ls=":", lw=1, label="NTK, t -> infinity")
-        ax.set_xscale("log", base=2)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("channels" if name.startswith("cnn") else "width")
-        ax.grid(True, alpha=0.25)
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[0, -1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish_panels(fig, axes, legend_size=6)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 from replication.compat import enable_x64
 
@@ -71,6 +72,33 @@ def accuracy(outputs, labels) -> float:
 def mean_squared_error(outputs, targets) -> float:
     """``mean((outputs - targets)^2)`` over every entry, in float64."""
     return float(np.mean((np.asarray(outputs, np.float64) - np.asarray(targets, np.float64)) ** 2))
+
+
+def accuracy_panels(networks: dict):
+    """``(fig, axes)``: one panel per architecture of ``networks`` (``trained.sweep``'s arrays), one
+    shared accuracy axis, each with the trained networks' test accuracy and their own NTK
+    predictions' against width (mean and sd over seeds). Callers add to the panels and then call
+    ``finish_panels``."""
+    fig, axes = plt.subplots(1, len(networks), figsize=(2.9 * len(networks), 3.3), sharey=True, squeeze=False)
+    for ax, (name, m) in zip(axes[0], networks.items()):
+        w = np.asarray(m["width"], float)
+        ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
+                    color="C0", ms=4, capsize=2, label="trained")
+        ax.errorbar(w, np.nanmean(m["acc_ntk"], axis=1), yerr=np.nanstd(m["acc_ntk"], axis=1), fmt="s--",
+                    color="C1", ms=3, lw=1, capsize=2, label="its NTK prediction, same step")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("channels" if name.startswith("cnn") else "width")
+        ax.grid(True, alpha=0.25)
+    axes[0, 0].set_ylabel("test accuracy")
+    return fig, axes
+
+
+def finish_panels(fig, axes, legend_size: int = 7):
+    """The legend in the last panel, the layout tightened; returns ``fig``."""
+    axes[0, -1].legend(fontsize=legend_size, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def rms(a) -> float:

@@ -19,7 +19,6 @@ from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
@@ -28,7 +27,8 @@ from replication.data import Digits
 from replication.dynamics import Predictor, gradient_descent_mse, stable_step
 from replication.experiments.digits import centred
 from replication.experiments.digits.task import (ACCURACY_REASON, ARCHITECTURES, PAIRED_METHOD, Task,
-                                                 accuracy, closed_form, inputs_of, rms)
+                                                 accuracy, accuracy_panels, closed_form, finish_panels,
+                                                 inputs_of, rms)
 from replication.report import (Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure,
                                 markdown_table, mean_sd, slopes_text)
 from replication.stats import EXPONENT_BAND, finite_rows, fit_finite, local_slopes, paired_accuracy_difference
@@ -413,20 +413,4 @@ def _gap_figure(config: Config, result: Result, fits: dict):
 
 def _accuracy_figure(result: Result):
     """One panel per architecture, one shared accuracy axis."""
-    names = list(result.networks)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names), 3.3), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names):
-        m = result.networks[name]
-        w = np.asarray(m["width"], float)
-        ax.errorbar(w, np.nanmean(m["acc_net"], axis=1), yerr=np.nanstd(m["acc_net"], axis=1), fmt="o-",
-                    color="C0", ms=4, capsize=2, label="trained")
-        ax.errorbar(w, np.nanmean(m["acc_ntk"], axis=1), yerr=np.nanstd(m["acc_ntk"], axis=1), fmt="s--",
-                    color="C1", ms=3, lw=1, capsize=2, label="its NTK prediction, same step")
-        ax.set_xscale("log", base=2)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("channels" if name.startswith("cnn") else "width")
-        ax.grid(True, alpha=0.25)
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish_panels(*accuracy_panels(result.networks))
