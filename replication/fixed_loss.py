@@ -110,6 +110,12 @@ def single_index_data(task: Task, streams: Streams):
     return x_train, y_train, x_test, y_test
 
 
+def task_direction(task: Task, streams: Streams) -> np.ndarray:
+    """The unit direction ``u`` the target of ``single_index_data`` depends on."""
+    return np.asarray(single_index(streams.key("direction"), streams.key("train_inputs"), streams.key("test_inputs"),
+                                   task.n_train, task.n_test, task.input_dim)[4], np.float64)
+
+
 def spec_of(task: Task, parameterization: str, width: int) -> MLP:
     """The one-hidden-layer network of ``task`` in ``parameterization`` (``ntk``, ``mup``, ``standard``)."""
     return MLP(width, 1, task.activation, W_std=task.W_std, b_std=task.b_std,
@@ -165,29 +171,35 @@ def scaled_model(apply_fn):
 
 @lru_cache(maxsize=None)
 def _member_measures(module):
-    """Per member: relative change of the hidden weights and features, test outputs, training loss."""
+    """Per member: relative change of the hidden weights and features, the first layer's alignment
+    with a direction ``u`` after and before training (``|W^T u|^2 / |W|_F^2``), test outputs,
+    training loss."""
     outputs, _ = scaled_model(module.apply)
 
-    def measure(p, p0, x_train, y_train, x_test, alpha):
+    def measure(p, p0, x_train, y_train, x_test, alpha, u):
         w, w0 = p["params"]["dense_0"]["kernel"], p0["params"]["dense_0"]["kernel"]
         phi, phi0 = readout_input(module, p, x_test), readout_input(module, p0, x_test)
         f0_train = module.apply(p0, x_train)
         return {"weights": jnp.linalg.norm(w - w0) / jnp.linalg.norm(w0),
+                "alignment": jnp.sum((u @ w) ** 2) / jnp.sum(w**2),
+                "alignment0": jnp.sum((u @ w0) ** 2) / jnp.sum(w0**2),
                 "features": jnp.linalg.norm(phi - phi0) / jnp.linalg.norm(phi0),
                 "test_outputs": outputs(p, module.apply(p0, x_test), x_test, alpha)[:, 0],
                 "train_mse": mse(outputs(p, f0_train, x_train, alpha), y_train)}
 
-    return jax.jit(jax.vmap(measure, in_axes=(0, 0, None, None, None, None)))
+    return jax.jit(jax.vmap(measure, in_axes=(0, 0, None, None, None, None, None)))
 
 
 def train_members(spec: MLP, keys, data, optimizer, target: float, max_steps: int, alpha: float = 1.0,
-                  kernel_inputs=None) -> dict:
+                  kernel_inputs=None, direction=None) -> dict:
     """Initialise one network per key, train each to ``target``, measure what moved.
 
     Returns arrays over members: ``weights`` and ``features`` (relative
     changes ``|w - w0| / |w0|``, ``|phi - phi0| / |phi0|`` on the test
     inputs), ``kernel`` (the empirical NTK's relative change on
-    ``kernel_inputs``, if given), ``test_outputs`` ``(members, n_test)``,
+    ``kernel_inputs``, if given), ``alignment`` and ``alignment0`` (the first
+    layer's ``|W^T u|^2 / |W|_F^2`` after and before training, if a unit
+    ``direction`` ``u`` is given), ``test_outputs`` ``(members, n_test)``,
     ``test_mse``, ``train_mse``, ``steps``, ``diverged`` and ``reached``.
     A diverged member's changes and losses are NaN.
     """
@@ -199,8 +211,11 @@ def train_members(spec: MLP, keys, data, optimizer, target: float, max_steps: in
     # The loss is mse / alpha^2, so mse <= target is loss <= target / alpha^2.
     run = fit_to_loss_ensemble(loss, p0, optimizer, target / alpha**2, max_steps, member_args=(f0,),
                                args=(x_train, y_train, jnp.float32(alpha)))
+    u = jnp.zeros(x_train.shape[1]) if direction is None else jnp.asarray(direction, jnp.float32)
     m = {k: np.asarray(v, np.float64) for k, v in
-         _member_measures(module)(run.params, p0, x_train, y_train, x_test, jnp.float32(alpha)).items()}
+         _member_measures(module)(run.params, p0, x_train, y_train, x_test, jnp.float32(alpha), u).items()}
+    if direction is None:
+        del m["alignment"], m["alignment0"]
     m["test_mse"] = np.mean((m["test_outputs"] - np.asarray(y_test, np.float64)[None, :, 0]) ** 2, axis=1)
     m["steps"] = np.asarray(run.steps)
     m["diverged"] = np.asarray(run.diverged)
@@ -209,7 +224,7 @@ def train_members(spec: MLP, keys, data, optimizer, target: float, max_steps: in
         m["kernel"] = np.array([relative_frobenius_error(
             empirical_ntk(module.apply, _member(run.params, s), kernel_inputs),
             empirical_ntk(module.apply, _member(p0, s), kernel_inputs)) for s in range(keys.shape[0])])
-    for k in ("weights", "features", "kernel", "test_mse", "train_mse"):
+    for k in ("weights", "features", "alignment", "kernel", "test_mse", "train_mse"):
         if k in m:
             m[k] = np.where(m["diverged"], np.nan, m[k])
     return m
@@ -236,16 +251,18 @@ def ladders(task: Task, widths, seeds: int, streams: Streams, kernel: bool = Tru
     t_star = limit.steps_to(target)
     ntk_steps = int(np.ceil(task.step_margin * t_star))
     ntk_opt = optax.sgd(ntk_lr)
+    u = task_direction(task, streams)
     out = {"ntk": [], "mup": []}
     with progress(2 * len(widths), "fixed-loss width ladders") as bar:
         for w in widths:
             keys = jnp.stack([streams.network("networks", w, s) for s in range(seeds)])
             out["ntk"].append(train_members(spec_of(task, "ntk", w), keys, data, ntk_opt, target, ntk_steps,
-                                            kernel_inputs=x_test[:task.n_kernel] if kernel else None))
+                                            kernel_inputs=x_test[:task.n_kernel] if kernel else None,
+                                            direction=u))
             bar.update()
             spec = spec_of(task, "mup", w)
             out["mup"].append(train_members(spec, keys, data, spec.optimizer("sgd", mup_lr), target,
-                                            task.mup_max_steps))
+                                            task.mup_max_steps, direction=u))
             bar.update()
     results = {p: {k: np.stack([r[k] for r in rows]) for k in rows[0]} for p, rows in out.items()}
     settings = {"target": target, "ntk_lr": ntk_lr, "mup_lr": mup_lr, "t_star": t_star,

@@ -202,10 +202,12 @@ class Findings:
     sections: list[Section] = field(default_factory=list)
     series: dict = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)   # wall time by study (``experiments.run_studies``)
 
     def __add__(self, other: "Findings") -> "Findings":
         return Findings(self.claims + other.claims, self.sections + other.sections,
-                        {**self.series, **other.series}, self.checks + other.checks)
+                        {**self.series, **other.series}, self.checks + other.checks,
+                        {**self.seconds, **other.seconds})
 
 
 @dataclass
@@ -222,6 +224,7 @@ class Report:
     preset: str = ""
     config: dict = field(default_factory=dict)
     seconds: float | None = None
+    study_seconds: dict = field(default_factory=dict)   # wall time by study
     command: str = ""
     code_version: str = ""  # taken when the run starts; the code may change while it runs
     inputs: list[str] = field(default_factory=list)  # see replication.provenance
@@ -371,13 +374,15 @@ def _jsonable(x):
 # Rendering and writing.
 
 def sidecar(report: Report) -> dict:
-    """The JSON sidecar: experiment, preset, code and package versions, seconds, claims, series."""
+    """The JSON sidecar: experiment, preset, code and package versions, seconds (in all and by study),
+    claims, series."""
     return _jsonable({
         "experiment": report.experiment, "preset": report.preset,
         "code_version": report.code_version or code_version(), "versions": package_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "inputs": report.inputs, "inputs_digest": report.inputs_digest,
-        "seconds": report.seconds, "precision": report.precision, "command": report.command,
+        "seconds": report.seconds, "study_seconds": report.study_seconds, "precision": report.precision,
+        "command": report.command,
         "config": report.config,
         "claims": [c.as_dict() for c in report.claims],
         "checks": [c.as_dict() for c in report.checks],
@@ -451,11 +456,17 @@ def render_markdown(report: Report, meta: dict) -> str:
                if report.inputs_digest else ""),
             "- packages: " + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"- XLA flags: `{meta.get('xla_flags') or 'none'}` (`replication.xla`)",
-            f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a",
+            (f"- wall time: {report.seconds:.1f} s" if report.seconds is not None else "- wall time: n/a")
+            + _study_seconds(report.study_seconds),
             "", "Configuration (`--set STUDY.SETTING=VALUE` changes one):", "",
             markdown_table(["setting", "value"], [[k, f"`{val}`"] for k, val in _flat(report.config).items()]),
             ""]
     return "\n".join(out)
+
+
+def _study_seconds(seconds: dict | None) -> str:
+    """``"; by study: a 1.0 s, b 2.0 s"``, or nothing where the run did not time its studies."""
+    return "; by study: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) if seconds else ""
 
 
 def _flat(config: dict, prefix: str = "") -> dict:

@@ -44,6 +44,18 @@ def test_flow_is_the_matrix_exponential():
     np.testing.assert_allclose(test, expected_test, atol=1e-10)
 
 
+def test_flow_is_neural_tangents_gradient_descent_mse():
+    """The eigenbasis flow against neural-tangents' own, at finite and infinite time."""
+    from replication.dynamics import _Flow
+
+    k_train, k_test, y, f0, f0_test = _problem()
+    eta = stable_step(k_train, 0.3, outputs=y.shape[1])
+    ours, theirs = gradient_descent_mse(k_train, y, eta), _Flow(k_train, y, eta, 0.0, (-1,))
+    for t in (0.0, 7.0, 300.0, None):
+        for a, b in zip(ours(t, f0, f0_test, k_test), theirs(t, f0, f0_test, k_test)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("discrete", [True, False])
 def test_infinite_time_is_kernel_regression(discrete):
     k_train, k_test, y, f0, f0_test = _problem()

@@ -130,7 +130,12 @@ _DETERMINISM = textwrap.dedent("""
         transfer=dataclasses.replace(quick.transfer, widths=(128, 256), log2_learning_rates=(-4, -2, 0),
                                      steps=10, n_inputs=16),
         initialisation=dataclasses.replace(quick.initialisation, widths=(64, 256)),
-        trained=dataclasses.replace(quick.trained, widths=(64, 256)))
+        trained=dataclasses.replace(quick.trained, widths=(64, 256)),
+        limit=dataclasses.replace(
+            quick.limit, line=dataclasses.replace(quick.limit.line, n_train=8, n_test=16, steps=40, record_every=20),
+            nodes=(8, 16), widths=(64, 256),
+            plane=dataclasses.replace(quick.limit.plane, n_train=8, n_test=16, steps=20, record_every=20),
+            plane_nodes=(4, 6), sample_sizes=(8,), draws=2))
     sys.exit(main(["run", "mup", "--seeds", "2", "--out", sys.argv[1]]))
 """)
 
@@ -147,6 +152,8 @@ def test_the_same_run_twice_gives_identical_numbers(tmp_path):
             assert proc.returncode == 0, err
             side = json.loads((tmp_path / name / "mup.json").read_text())
             assert side.pop("seconds") > 0
+            assert set(side.pop("study_seconds")) == {"scalings", "coordinates", "transfer", "initialisation",
+                                                      "trained", "limit"}
             sides.append(side)
     finally:
         for proc in procs.values():

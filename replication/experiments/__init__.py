@@ -15,6 +15,7 @@ so a test that needs two numbers calls ``measure`` and draws nothing.
 Studies shared by two experiments live in ``replication.studies``.
 """
 import importlib
+import time
 
 from replication.report import Findings, Report
 from replication.sweep import Streams
@@ -37,7 +38,8 @@ def load(name: str):
 
 
 def run_studies(config, studies, streams: Streams) -> Findings:
-    """Each study's ``findings(c, measure(c, streams))``, in order, added up.
+    """Each study's ``findings(c, measure(c, streams))``, in order, added up, with each study's
+    wall time in seconds (``Findings.seconds``).
 
     ``studies`` is a sequence of ``(name, module)``: ``getattr(config, name)``
     is the study's config.
@@ -45,7 +47,9 @@ def run_studies(config, studies, streams: Streams) -> Findings:
     out = Findings()
     for name, study in studies:
         c = getattr(config, name)
+        start = time.perf_counter()
         out = out + study.findings(c, study.measure(c, streams))
+        out.seconds[name] = round(time.perf_counter() - start, 1)
     return out
 
 
@@ -54,4 +58,4 @@ def report(experiment: str, module_doc: str, title: str, precision: str, finding
     paragraph) as the summary, and its studies' findings."""
     return Report(experiment=experiment, title=title, summary=module_doc.split("\n\n", 1)[1],
                   claims=findings.claims, sections=findings.sections, series=findings.series,
-                  checks=findings.checks, precision=precision)
+                  checks=findings.checks, precision=precision, study_seconds=findings.seconds)

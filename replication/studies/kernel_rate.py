@@ -38,7 +38,7 @@ METHODS = {
 @dataclass(frozen=True)
 class Config:
     kind: str = "ntk"            # which kernel: "ntk" or "nngp"
-    widths: tuple[int, ...] = tuple(2**k for k in range(4, 14))  # 16 .. 8192: 2.7 decades
+    widths: tuple[int, ...] = tuple(2**k for k in range(4, 13))  # 16 .. 4096: 2.4 decades
     depths: tuple[int, ...] = (1, 2, 3)
     activations: tuple[str, ...] = ("relu", "erf")
     parameterizations: tuple[str, ...] = ("ntk", "standard")

@@ -15,15 +15,19 @@ across widths.
 Measured here, with muP as in Tensor Programs V, Table 8 (the `mup`
 package's formulation; the table is in `replication.parametrization` and in
 this report): a coordinate check in the `mup` package's sense, for SP, NTK
-and muP; learning-rate transfer across widths for SP and muP; and the three
-parameterizations' common NNGP at initialisation, against neural-tangents.
+and muP; learning-rate transfer across widths for SP and muP; the three
+parameterizations' common NNGP at initialisation, against neural-tangents;
+trained networks' distance from the NTK limit; and the infinite-width muP
+network itself, computed by quadrature over its units' initial law
+(`replication.mean_field`), against trained networks and against the NTK
+limit.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from replication.experiments import report, run_studies
-from replication.experiments.mup import coordinates, initialisation, scalings, trained, transfer
+from replication.experiments.mup import coordinates, initialisation, limit, scalings, trained, transfer
 from replication.report import Report
 from replication.sweep import Streams
 
@@ -37,6 +41,9 @@ STREAMS = {
     "init_inputs": 2,
     "transfer_networks": 30,
     "init_networks": 40,
+    "limit_inputs": 3,
+    "limit_draws": 4,
+    "limit_networks": 50,
     "direction": 100,
     "train_inputs": 101,
     "test_inputs": 102,
@@ -51,6 +58,7 @@ class Config:
     transfer: transfer.Config = field(default_factory=transfer.Config)
     initialisation: initialisation.Config = field(default_factory=initialisation.Config)
     trained: trained.Config = field(default_factory=trained.Config)
+    limit: limit.Config = field(default_factory=limit.Config)
 
 
 PRESETS = {
@@ -60,10 +68,12 @@ PRESETS = {
         transfer=transfer.Config(widths=(128, 256, 512, 1024, 2048, 4096, 8192), seeds=8, steps=200,
                                  n_inputs=256),
         initialisation=initialisation.Config(seeds=16),
-        trained=trained.Config(widths=(64, 256, 1024, 4096, 16384), seeds=8)),
+        trained=trained.Config(widths=(64, 256, 1024, 4096, 16384), seeds=8),
+        limit=limit.Config(widths=(256, 1024, 4096, 16384, 65536), draws=8, sample_sizes=(16, 32, 64, 128, 256),
+                           plane_nodes=(16, 24))),
 }
 STUDIES = (("scalings", scalings), ("coordinates", coordinates), ("transfer", transfer),
-           ("initialisation", initialisation), ("trained", trained))
+           ("initialisation", initialisation), ("trained", trained), ("limit", limit))
 
 
 def run(config: Config) -> Report:

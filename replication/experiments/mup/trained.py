@@ -49,6 +49,9 @@ class Config:
     # The NTK networks' distance at infinite width is 0; resolved to a tenth of the NTK
     # prediction's RMS test error (the scale on which the two limits' test errors differ).
     limit_resolution: float = 0.1
+    # The NTK networks' alignment gain at infinite width is 0; resolved to a tenth of the alignment
+    # at initialisation (1/d), the scale of a random first layer's alignment.
+    alignment_resolution: float = 0.1
 
 
 @dataclass
@@ -117,6 +120,25 @@ def findings(config: Config, result: Trained) -> Findings:
               prediction="D_inf > 0: the muP limit is another function", expected=0.0,
               measured=limits["mup"]["d_inf"], ci=limits["mup"]["ci"], relation=">=", tolerance=0.0,
               **fitted)]
+    gain = {p: r["alignment"] - r["alignment0"] for p, r in result.results.items()}
+    align = {p: fit_inverse_width(config.widths, g, (0, 1)) for p, g in gain.items()}
+    a0 = float(np.nanmean(result.results["ntk"]["alignment0"]))
+    align_fit = dict(interval_method=f"weighted least squares of the gain on 1/N over {len(config.widths)} widths, "
+                                     f"{config.seeds} networks each (normal interval)",
+                     n_seeds=config.seeds, fit_range=(config.widths[0], config.widths[-1]))
+    align_statement = ("{}, trained to a fixed loss: gain in the first layer's alignment with the target's "
+                       "direction u, |W^T u|^2 / |W|_F^2 after training minus before, at infinite width "
+                       "(G_inf in G = G_inf + c / N)")
+    claims += [
+        Claim(id="mup_alignment_ntk_vs_width", section=SECTION, statement=align_statement.format(LABELS["ntk"]),
+              prediction="G_inf = 0: the NTK limit's features do not turn", expected=0.0,
+              measured=align["ntk"][0][0], ci=align["ntk"][1][0], relation="=",
+              tolerance=config.alignment_resolution * a0,
+              reason=f"a resolution: {config.alignment_resolution:g} of the alignment at initialisation, 1/d",
+              **align_fit),
+        Claim(id="mup_alignment_vs_width", section=SECTION, statement=align_statement.format(LABELS["mup"]),
+              prediction="G_inf > 0: the muP limit's features turn towards u", expected=0.0,
+              measured=align["mup"][0][0], ci=align["mup"][1][0], relation=">=", tolerance=0.0, **align_fit)]
     claims.append(Claim(
         id="mup_trained_mup_distance_bound", section=SECTION,
         statement=f"muP at width {config.widths[-1]}: lower bound on its distance from the NTK prediction, "
@@ -129,13 +151,20 @@ def findings(config: Config, result: Trained) -> Findings:
         **{f"distance/{p}": d for p, d in result.distance.items()},
         **{f"test_mse/{p}": r["test_mse"] for p, r in result.results.items()},
         "distance_lower_bound/mup": bound, "rmse_ntk_prediction": rmse_prediction,
+        **{f"alignment_gain/{p}": g for p, g in gain.items()},
+        "alignment_at_init": a0, "alignment_fits": {p: {"g_inf": a[0][0], "ci": a[1][0], "c": a[0][1]}
+                                                    for p, a in align.items()},
         "fits": {p: f for p, f in fits.items() if f is not None}, "limits": limits}}
-    section = Section(SECTION, _prose(config, result, fits, limits, bound, rmse_prediction, bound_mean), [Figure(
+    section = Section(SECTION, _prose(config, result, fits, limits, bound, rmse_prediction, bound_mean)
+                      + _alignment_prose(config, gain, align, a0), [Figure(
         "trained_distance", _figure(config, result, fits, limits), "Distance of trained networks' test "
         "outputs from closed-form NTK gradient descent. Left: against width (geometric mean over seeds, "
         "band: range; thin lines: power-law fits). Right: the squared distance against 1/width (mean and "
         "95% interval over seeds) with the fit D^2 = D_inf^2 + c^2 / N, whose intercept at 1/N = 0 is "
-        "the limits' squared distance.")])
+        "the limits' squared distance."), Figure("trained_alignment", _alignment_figure(config, gain, align, a0),
+        "Gain in the first layer's alignment with the target's direction, |W^T u|^2 / |W|_F^2 after "
+        "training minus before, against 1/width (mean and 95% interval over seeds), with the fit "
+        "G = G_inf + c / N; the dotted line is the alignment at initialisation, 1/d.")])
     return Findings(claims, [section], series)
 
 
@@ -164,6 +193,50 @@ def _figure(config: Config, result: Trained, fits: dict, limits: dict):
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     return fig
+
+
+def _alignment_figure(config: Config, gain: dict, align: dict, a0: float):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4))
+    w = np.asarray(config.widths, float)
+    x = np.linspace(0, 1 / w[0], 50)
+    for i, p in enumerate(COMPARED):
+        g = gain[p]
+        mean, sem = np.nanmean(g, axis=1), np.nanstd(g, axis=1, ddof=1) / np.sqrt(g.shape[1])
+        ax.errorbar(1 / w, mean, yerr=1.96 * sem, fmt="o", color=f"C{i}", ms=4, capsize=2, label=LABELS[p])
+        (g_inf, c), (ci, _) = align[p]
+        ax.plot(x, g_inf + c * x, "-", color=f"C{i}", lw=1,
+                label=f"fit: G_inf = {g_inf:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]")
+    ax.axhline(a0, color="gray", ls=":", lw=1, label=f"alignment at init, {a0:.3g}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="1 / width", ylabel="alignment gain", title="features turning towards u")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _alignment_prose(config: Config, gain: dict, align: dict, a0: float) -> str:
+    rows = [[w, *(mean_sd(gain[p][i], ".3g", ".2g") for p in COMPARED)] for i, w in enumerate(config.widths)]
+
+    def fit(p):
+        (g_inf, c), (ci, c_ci) = align[p]
+        return f"G_inf = {fmt(g_inf)} [{fmt(ci[0])}, {fmt(ci[1])}], c = {fmt(c)} [{fmt(c_ci[0])}, {fmt(c_ci[1])}]"
+
+    return f"""
+**Moving is not learning: do the features turn towards the target?** The target depends on one direction
+u of R^{config.task.input_dim}. A first layer W (one column per hidden unit) aligned with it has
+|W^T u|^2 / |W|_F^2 near 1; a random one has 1/d = {fmt(a0)}. The gain in training, by width:
+
+{markdown_table(["width", *(f"{LABELS[p]}: gain (mean +- sd)" for p in COMPARED)], rows)}
+
+Under NTK parameterization each unit moves by O(N^(-1/2)), in a direction whose sign is its random readout
+weight's; the alignment's change is a mean over units of terms of order 1/N (a square of the move, and a
+cross term of zero mean), so G = G_inf + c / N with G_inf = 0. Under muP each unit moves by O(1) and
+G_inf is the limit's own gain. Fitted by weighted least squares over widths
+{config.widths[0]}-{config.widths[-1]}: NTK parameterization {fit("ntk")}; muP {fit("mup")}.
+"""
 
 
 def _tables(config: Config, result: Trained, bound: np.ndarray) -> tuple[str, str]:
