@@ -62,7 +62,7 @@ EXPONENTS = {
 @dataclass(frozen=True)
 class Config:
     networks: Networks = field(default_factory=Networks)
-    widths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)   # 6 octaves; the full preset to 8192
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096)
     base_width: int = 32          # muP equals SP here; the base learning rate is set here
     depth: int = 3
     batch: int = 32               # one fixed batch of inputs on the sphere
