@@ -64,7 +64,7 @@ class Config:
     linearise: tuple[str, ...] = ("mlp-1",)
     # Centred networks, f(x; theta) - f(x; theta_0): the same networks from the same inits, trained
     # from zero outputs at every width of the ladder, with the first `centred_seeds` seeds (None: all).
-    # Their cost is the networks' again, mostly at the widest width: two seeds on the quick preset.
+    # Their cost is the networks' again, mostly at the widest width: one seed on the quick preset.
     centred_seeds: int | None = 2
     lr_fraction: float = 0.5           # of the stability limit 2 n k / lambda_max of the closed-form NTK
     steps: int = 300

@@ -100,8 +100,8 @@ def task_data(task: Task, rng: np.random.Generator, n_train: int | None = None):
 
 def limit_learning_rate(task: Task, particles: mean_field.Particles, x_train) -> float:
     """``lr_fraction`` of ``2 n / lambda_max`` of the limit's kernel at initialisation,
-    ``base_width E[phi phi'] + 1`` (the readout's weights and bias: the hidden layer's terms
-    vanish with the zero readout)."""
+    ``base_width E[phi(<w, x> + b) phi(<w, x'> + b)] + 1`` (the readout's weights and bias: the
+    hidden layer's terms vanish with the zero readout)."""
     phi = np.asarray(ERF(jnp.asarray(x_train @ particles.w.T + particles.b)))
     return stable_step(task.base_width * (phi * particles.weights) @ phi.T + 1.0, task.lr_fraction)
 

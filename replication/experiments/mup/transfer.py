@@ -32,7 +32,7 @@ COMPARED = ("standard", "mup")
 @dataclass(frozen=True)
 class Config:
     networks: Networks = field(default_factory=Networks)
-    widths: tuple[int, ...] = (128, 256, 512, 1024)   # the full preset to 8192
+    widths: tuple[int, ...] = (128, 256, 512)   # the full preset to 8192
     base_width: int = 128                 # muP equals SP here
     depth: int = 2
     n_inputs: int = 64                    # the training set, inputs on the sphere

@@ -62,7 +62,7 @@ PRESETS = {
         fluctuations=replace(_QUICK.fluctuations, widths=(8, 16, 32, 64, 128, 256, 512, 1024), samples=8192,
                              max_weights=2**22, law_draws=2**19),
         first_step=replace(_QUICK.first_step, samples=4096),
-        jacot=replace(_QUICK.jacot, seeds=10)),
+        jacot=replace(_QUICK.jacot, seeds=10, widths=(500, 1000, 2000, 5000, 10000))),
 }
 # Offsets from the run's seed. The kernel-rate networks and the inputs at init share the
 # seed itself.

@@ -42,7 +42,7 @@ class Config:
     width: int = 512
     depth: int = 2
     activation: str = "relu"
-    members: int = 64              # M independently initialised networks
+    members: int = 48              # M independently initialised networks (the full preset: 256)
     # Learning rate, as a fraction of the stability limit 2 n / lambda_max of the limit's training
     # NTK: small, so that gradient descent stays near the gradient flow the closed form solves.
     step_fraction: float = 0.05
