@@ -104,16 +104,13 @@ class Ladders(NamedTuple):
 
 def single_index_data(task: Task, streams: Streams):
     """``(x_train, y_train, x_test, y_test)``: direction, training and test inputs from their own streams."""
-    x_train, y_train, x_test, y_test, _ = single_index(
-        streams.key("direction"), streams.key("train_inputs"), streams.key("test_inputs"),
-        task.n_train, task.n_test, task.input_dim)
-    return x_train, y_train, x_test, y_test
+    return _single_index(task, streams)[:4]
 
 
-def task_direction(task: Task, streams: Streams) -> np.ndarray:
-    """The unit direction ``u`` the target of ``single_index_data`` depends on."""
-    return np.asarray(single_index(streams.key("direction"), streams.key("train_inputs"), streams.key("test_inputs"),
-                                   task.n_train, task.n_test, task.input_dim)[4], np.float64)
+def _single_index(task: Task, streams: Streams):
+    """``single_index_data`` and the unit direction ``u`` its target depends on."""
+    return single_index(streams.key("direction"), streams.key("train_inputs"), streams.key("test_inputs"),
+                        task.n_train, task.n_test, task.input_dim)
 
 
 def spec_of(task: Task, parameterization: str, width: int) -> MLP:
@@ -241,7 +238,8 @@ def ladders(task: Task, widths, seeds: int, streams: Streams, kernel: bool = Tru
     for both parameterizations), all trained to ``target_loss``. ``kernel=False``
     skips the empirical NTK's change (the costliest measure).
     """
-    data = single_index_data(task, streams)
+    *data, u = _single_index(task, streams)
+    data = tuple(data)
     x_train, y_train, x_test, _ = data
     target = target_loss(task, y_train)
     k_train, k_test_train = closed_form_ntk(task, data)
@@ -251,7 +249,6 @@ def ladders(task: Task, widths, seeds: int, streams: Streams, kernel: bool = Tru
     t_star = limit.steps_to(target)
     ntk_steps = int(np.ceil(task.step_margin * t_star))
     ntk_opt = optax.sgd(ntk_lr)
-    u = task_direction(task, streams)
     out = {"ntk": [], "mup": []}
     with progress(2 * len(widths), "fixed-loss width ladders") as bar:
         for w in widths:

@@ -36,7 +36,8 @@ from replication import mean_field
 from replication.arch import ACTIVATIONS, MLP
 from replication.dynamics import gradient_descent_mse, stable_step
 from replication.report import Claim, Figure, Findings, Section, fit_text, fmt, markdown_table, mean_sd
-from replication.stats import EXPONENT_BAND, fit_finite, fit_inverse_width, t_interval
+from replication.experiments.mup.trained import limit_distance
+from replication.stats import EXPONENT_BAND, fit_finite, t_interval
 from replication.sweep import Streams, progress
 from replication.train import fit_ensemble, mse
 
@@ -106,11 +107,15 @@ def limit_learning_rate(task: Task, particles: mean_field.Particles, x_train) ->
     return stable_step(task.base_width * (phi * particles.weights) @ phi.T + 1.0, task.lr_fraction)
 
 
-def limit_descent(task: Task, nodes: int, data, learning_rate: float) -> mean_field.Descent:
+def rule(task: Task, nodes: int) -> mean_field.Particles:
+    """The Gauss-Hermite rule with ``nodes`` points per coordinate for ``task``'s initial law."""
+    return mean_field.quadrature(task.input_dim, task.W_std, task.b_std, nodes)
+
+
+def limit_descent(task: Task, particles: mean_field.Particles, data, learning_rate: float) -> mean_field.Descent:
     x, y, x_test, _ = data
-    return mean_field.descent(mean_field.quadrature(task.input_dim, task.W_std, task.b_std, nodes), x, y, x_test,
-                              activation=ERF, base_width=task.base_width, learning_rate=learning_rate,
-                              steps=task.steps, record_every=task.record_every)
+    return mean_field.descent(particles, x, y, x_test, activation=ERF, base_width=task.base_width,
+                              learning_rate=learning_rate, steps=task.steps, record_every=task.record_every)
 
 
 def spec_of(task: Task, width: int) -> MLP:
@@ -164,17 +169,18 @@ def ntk_limit_errors(task: Task, data, lr_fraction: float) -> tuple[float, float
 def measure(config: Config, streams: Streams) -> Limit:
     task = config.line
     data = task_data(task, streams.numpy("limit_inputs"))
-    finest = mean_field.quadrature(task.input_dim, task.W_std, task.b_std, config.nodes[-1])
-    lr = limit_learning_rate(task, finest, data[0])
-    rules = {q: limit_descent(task, q, data, lr) for q in config.nodes}
+    rules = {q: rule(task, q) for q in config.nodes}
+    lr = limit_learning_rate(task, rules[config.nodes[-1]], data[0])
+    runs = {q: limit_descent(task, particles, data, lr) for q, particles in rules.items()}
     networks = np.empty((len(config.widths), config.seeds, task.steps // task.record_every, task.n_test))
     with progress(len(config.widths), "muP networks against their limit") as bar:
         for i, width in enumerate(config.widths):
             keys = jnp.stack([streams.network("limit_networks", width, s) for s in range(config.seeds)])
             networks[i] = train_networks(task, width, keys, data, lr)
             bar.update()
-    line = {"data": data, "learning_rate": lr, "test": {q: r.test for q, r in rules.items()},
-            "train_loss": rules[config.nodes[-1]].train_loss, "networks": networks,
+    line = {"data": data, "learning_rate": lr, "test": {q: r.test for q, r in runs.items()},
+            "particles": {q: len(p.weights) for q, p in rules.items()},
+            "train_loss": runs[config.nodes[-1]].train_loss, "networks": networks,
             "ntk_best": ntk_limit_errors(task, data, config.ntk_lr_fraction)[0]}
     return Limit(line, _plane(config, streams))
 
@@ -186,19 +192,19 @@ def _plane(config: Config, streams: Streams) -> dict:
     mup, ntk_best, ntk_same, loss = np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape)
     falling = np.empty(shape, bool)
     rule_error = None
+    coarse, fine = (rule(task, q) for q in config.plane_nodes)
     with progress(mup.size, "muP and NTK limits, two dimensions") as bar:
         for i, n in enumerate(config.sample_sizes):
             for j in range(config.draws):
                 data = task_data(task, rng, n)
-                particles = mean_field.quadrature(task.input_dim, task.W_std, task.b_std, config.plane_nodes[0])
-                lr = limit_learning_rate(task, particles, data[0])
-                run = limit_descent(task, config.plane_nodes[0], data, lr)
+                lr = limit_learning_rate(task, coarse, data[0])
+                run = limit_descent(task, coarse, data, lr)
                 mup[i, j] = np.sqrt(np.mean((run.test[-1] - data[3]) ** 2))
                 loss[i, j] = run.train_loss[-1]
                 falling[i, j] = bool(np.all(np.diff(run.train_loss) <= 0))
                 ntk_best[i, j], ntk_same[i, j] = ntk_limit_errors(task, data, config.ntk_lr_fraction)
                 if n == task.n_train and j == 0:
-                    finer = limit_descent(task, config.plane_nodes[-1], data, lr)
+                    finer = limit_descent(task, fine, data, lr)
                     rule_error = float(np.sqrt(np.mean((finer.test[-1] - run.test[-1]) ** 2)))
                 bar.update()
     return {"mup": mup, "ntk_best": ntk_best, "ntk_same_steps": ntk_same, "train_loss": loss,
@@ -219,8 +225,8 @@ def findings(config: Config, result: Limit) -> Findings:
     distance = _rms(line["networks"] - limit[None, None])         # (widths, seeds, records)
     final = distance[..., -1]
     rate = fit_finite(config.widths, final)
-    (d2_inf, c2), (d2_ci, _) = fit_inverse_width(config.widths, final**2, (0, 1))
-    d_inf = [float(np.sqrt(max(x, 0.0))) for x in (d2_inf, *d2_ci)]
+    reach = limit_distance(config.widths, final)
+    d_inf, c2 = [reach["d_inf"], *reach["ci"]], reach["c2"]
     y_test = line["data"][3]
     limit_rmse = float(_rms(limit[-1] - y_test))
     mean_distance = _rms(line["networks"][..., -1, :].mean(axis=1) - limit[-1])   # (widths,)
@@ -272,7 +278,7 @@ def findings(config: Config, result: Limit) -> Findings:
                   "test_rmse/ntk_limit_same_steps": plane["ntk_same_steps"],
                   "mup_limit_train_loss": plane["train_loss"], "rule_error": plane["rule_error"],
                   "loss_falls_every_step": plane["loss_falls_every_step"]}}}
-    figure = Figure("limit", _figure(config, result, distance, rule_change),
+    figure = Figure("limit", _figure(config, distance, mean_distance, rule_change, plane),
                     "Left: RMS distance of muP networks' test outputs from the computed infinite-width network, "
                     "against width, after each recorded step count (geometric mean over seeds; dashed: the "
                     "ensemble mean of all seeds after the last step; dotted: width^(-1/2)). Middle: the rule's "
@@ -284,7 +290,7 @@ def findings(config: Config, result: Limit) -> Findings:
     return Findings(claims, [Section(SECTION, body, [figure])], series)
 
 
-def _figure(config: Config, result: Limit, distance, rule_change):
+def _figure(config: Config, distance, mean_distance, rule_change, plane):
     import matplotlib.pyplot as plt
 
     task = config.line
@@ -294,7 +300,6 @@ def _figure(config: Config, result: Limit, distance, rule_change):
     for k in range(distance.shape[-1]):
         ax.plot(w, np.exp(np.log(distance[..., k]).mean(axis=1)), "o-", ms=3, color=f"C{k}",
                 label=f"step {(k + 1) * task.record_every}")
-    mean_distance = _rms(result.line["networks"][..., -1, :].mean(axis=1) - result.line["test"][config.nodes[-1]][-1])
     ax.plot(w, mean_distance, "s--", ms=3, color="k", label=f"ensemble mean of {config.seeds}, last step")
     ref = distance[0, :, -1].mean() * (w / w[0]) ** -0.5
     ax.plot(w, ref, ":", color="gray", label="width^(-1/2)")
@@ -311,7 +316,7 @@ def _figure(config: Config, result: Limit, distance, rule_change):
     n = np.asarray(config.sample_sizes, float)
     for key, label, c in (("mup", "muP limit", "C1"), ("ntk_best", "NTK limit, best step", "C0"),
                           ("ntk_same_steps", f"NTK limit, step {config.plane.steps}", "C2")):
-        v = result.plane[key]
+        v = plane[key]
         m = v.mean(axis=1)
         ax.errorbar(n, m, yerr=[m - v.min(axis=1), v.max(axis=1) - m], fmt="o-", ms=4, capsize=2, color=c,
                     label=label)
@@ -335,7 +340,7 @@ def _prose(config, result, distance, rate, d_inf, c2, limit_rmse, limit_error, r
     table = markdown_table(["width", "distance (mean +- sd)", "sqrt(N) x distance", f"mean of {config.seeds}: distance",
                             f"mean of {config.seeds}: bias^2 estimate"], rows)
     rule_rows = markdown_table(["nodes per coordinate", "particles", f"RMS change from {config.nodes[-1]} nodes"],
-                               [[q, len(mean_field.quadrature(task.input_dim, 1.0, 1.0, q).weights), f"{v:.2e}"]
+                               [[q, line["particles"][q], f"{v:.2e}"]
                                 for q, v in rule_change.items()])
     sweep = markdown_table(["training inputs", "muP limit", "NTK limit, best step", f"NTK limit, step {p.steps}",
                             "log ratio (muP / NTK best)", "muP limit's training loss"],
