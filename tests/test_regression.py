@@ -8,6 +8,7 @@ from replication.experiments import regression as R
 from replication.experiments.regression import table
 from replication.experiments.regression.problem import Problem, one_network
 from replication.sweep import Streams
+from replication.train import fit, linearized, linearized_loss
 
 STREAMS = Streams(0, R.STREAMS)
 
@@ -30,7 +31,8 @@ def test_empirical_ntk_regression_approaches_the_closed_form_with_width():
     is the kernel's O(width^-1/2) fluctuation propagated through the solve, so from width 64 to
     1024 it should shrink by about 4; demanded: 2, averaged over 4 seeds (their spread is
     large, log sd about 0.5)."""
-    config = table.Config(problem=Problem(n_train=16, n_test=16, steps=1), widths=(64, 1024), seeds=4)
+    config = table.Config(problem=Problem(n_train=16, n_test=16, steps=10), widths=(64, 1024), seeds=4,
+                          times=(10,), wide_widths=(), linear_widths=())
     gaps = table.measure(config, STREAMS).measured["gap_emp"]
     geometric = np.exp(np.mean(np.log(gaps), axis=1))
     assert geometric[1] < geometric[0] / 2, geometric
@@ -47,8 +49,39 @@ def test_trained_linearisation_is_discrete_gradient_descent_with_the_init_kernel
     eta = stable_step(problem.closed_form(x_train), 0.25)   # 0.5 n / lambda_max
     optimizer = optax.sgd(eta)
     r = one_network(spec, jax.random.PRNGKey(3), x_train, y_train, x_test, optimizer, t)
-    f_lin_test = table.linearisation_test_outputs(spec, r.params0, x_train, y_train, x_test, optimizer, t)
+    f_lin = linearized(spec.flax().apply)
+    run = fit(linearized_loss(f_lin), r.params0, optimizer, t, args=(r.params0, x_train, y_train))
+    f_lin_test = np.asarray(f_lin(run.params, r.params0, x_test), np.float64)
     K, Kt = r.k_train, r.k_test_train
     decay = np.linalg.matrix_power(np.eye(n) - eta * K / n, t)
     expected = r.f0_test - Kt @ np.linalg.solve(K, (np.eye(n) - decay) @ (r.f0_train - np.asarray(y_train)))
     np.testing.assert_allclose(f_lin_test, expected, atol=2e-4 * np.abs(expected).max())
+
+
+def _planted_cells(exponent_nl, exponent_eps, seeds=3):
+    """A ladder whose nonlinear part is planted as c * epsilon (one curve, no width term) and whose
+    epsilon is planted as t^2 / width (so epsilon = 1 at width t^2)."""
+    from replication.experiments.regression.regime import Cells
+
+    widths, times = np.array([2.0**k for k in range(4, 18, 2)]), np.array([4.0, 16.0, 64.0])
+    rng = np.random.default_rng(0)
+    eps = (times[None, None] ** 2 / widths[:, None, None]) ** exponent_eps * np.ones((1, seeds, 1))
+    eps = eps * np.exp(0.01 * rng.standard_normal(eps.shape))
+    nl = 0.1 * eps ** exponent_nl
+    linear = widths[:, None, None] ** -0.5 * np.ones_like(eps)
+    return Cells(widths, times, nl, linear, nl + linear, eps, eps, np.full(len(widths), seeds))
+
+
+def test_regime_recovers_a_planted_crossover_and_collapse():
+    """epsilon = t^2 / width crosses 1 at width t^2 (kappa = 2); a nonlinear part that is a function of
+    epsilon alone has no width term; a total gap of width^(-1/2) where epsilon is small gives -1/2."""
+    from replication.experiments.regression import regime
+
+    c = _planted_cells(1.0, 1.0)
+    widths, kappa = regime.crossover(c)
+    np.testing.assert_allclose(widths, c.times ** 2, rtol=0.05)
+    assert abs(kappa - 2) < 0.02, kappa
+    alpha, gamma = regime.collapse(c)
+    assert abs(alpha - 1) < 0.02 and abs(gamma) < 0.02, (alpha, gamma)
+    beta, used = regime.asymptotic_exponent(_planted_cells(2.0, 1.0), 0.01)
+    assert len(used) >= 3 and abs(beta + 0.5) < 0.05, (beta, used)

@@ -10,6 +10,7 @@ Random streams: ``train_inputs`` and ``test_inputs``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,8 @@ from replication.compat import enable_x64
 
 from replication.arch import MLP
 from replication.data import sin_cos_2d
-from replication.dynamics import stable_step
-from replication.kernels import closed_form, empirical_ntk
+from replication.dynamics import gradient_descent_mse, stable_step
+from replication.kernels import closed_form, empirical_ntk, one_hidden_layer_ntk
 from replication.sweep import Streams
 from replication.train import fit, mse_loss
 
@@ -95,18 +96,144 @@ class Network:
 
 
 def one_network(spec: MLP, key, x_train, y_train, x_test, optimizer: optax.GradientTransformation,
-                steps: int, readout_scale: float = 1.0) -> Network:
-    """Initialise, measure the empirical NTK, train ``steps`` steps; ``readout_scale`` rescales the
-    readout's init."""
+                steps: int, readout_scale: float = 1.0, kernel: bool = True) -> Network:
+    """Initialise, measure the empirical NTK (unless ``kernel=False``: ``k_train`` and ``k_test_train``
+    are then ``None``), train ``steps`` steps; ``readout_scale`` rescales the readout's init."""
     module = spec.flax()
     params = module.init(key, x_train)
     if readout_scale != 1.0:
         params = with_readout_kernel(params, params["params"]["readout"]["kernel"] * readout_scale)
     xs = jnp.concatenate([x_train, x_test])
-    k = np.asarray(empirical_ntk(module.apply, params, xs), np.float64)
     n = x_train.shape[0]
+    k = np.asarray(empirical_ntk(module.apply, params, xs), np.float64) if kernel else None
     f0 = np.asarray(module.apply(params, xs), np.float64)
     run = fit(mse_loss(module.apply), params, optimizer, steps, args=(x_train, y_train))
-    return Network(params0=params, k_train=k[:n, :n], k_test_train=k[n:, :n], f0_train=f0[:n], f0_test=f0[n:],
+    return Network(params0=params, k_train=None if k is None else k[:n, :n],
+                   k_test_train=None if k is None else k[n:, :n], f0_train=f0[:n], f0_test=f0[n:],
                    f_test=np.asarray(module.apply(run.params, x_test), np.float64),
                    loss_ratio=float(run.losses[-1] / run.losses[0]), diverged=bool(run.diverged))
+
+
+class Limit:
+    """The problem's data and the infinite-width network's discrete gradient descent on them (float64).
+
+    ``x`` stacks the training and test inputs; ``kernel`` is the closed-form NTK on ``x``;
+    ``predict(t, f0)`` the limit's test outputs at step ``t`` (``None``: t -> infinity) from the
+    initial outputs ``f0`` on ``x``, by the discrete recursion with the same step as the networks,
+    so that the step size adds nothing to a network's gap from it.
+    """
+
+    def __init__(self, problem: Problem, streams: Streams):
+        self.problem = problem
+        self.x_train, self.y_train, self.x_test, self.y_test = problem.data(streams)
+        self.x = np.concatenate([np.asarray(self.x_train), np.asarray(self.x_test)])
+        self.y64 = np.asarray(self.y_train, np.float64)
+        self.n = problem.n_train
+        self.kernel = problem.closed_form(self.x)
+        self.learning_rate = problem.learning_rate(self.kernel[:self.n, :self.n])
+        self.eigenvalues = np.linalg.eigvalsh(self.kernel[:self.n, :self.n])
+        self._limit = self.dynamics(self.kernel)
+        self.eigenvectors = self._limit.V
+
+    def modes(self, residual) -> np.ndarray:
+        """A training residual ``(n_train, 1)`` by mode of the closed-form training NTK: ``(n_train,)``."""
+        return self.eigenvectors.T @ np.asarray(residual, np.float64)[:, 0]
+
+    def decay(self, times) -> np.ndarray:
+        """``(1 - eta lambda_k / n)^t`` ``(n_times, n_train)``: each mode's factor at each of ``times``."""
+        return np.stack([self._limit.decay(t) for t in times])
+
+    def dynamics(self, kernel):
+        """Discrete gradient descent with the fixed ``kernel`` (on ``x``, float64) and the problem's step."""
+        return gradient_descent_mse(kernel[:self.n, :self.n], self.y_train, self.learning_rate, discrete=True)
+
+    def predict(self, t, f0, kernel=None, dynamics=None) -> np.ndarray:
+        """Test outputs at step ``t`` from ``f0`` ``(n_train + n_test, 1)`` with ``kernel`` (default: the
+        closed form; ``dynamics`` its ``self.dynamics``, to reuse a decomposition)."""
+        kernel = self.kernel if kernel is None else kernel
+        dynamics = self._limit if dynamics is None else dynamics
+        return dynamics(t, f0[:self.n], f0[self.n:], kernel[self.n:, :self.n])[1]
+
+
+@dataclass
+class Path:
+    """One network along training, at the recorded ``times`` (steps), against the limit.
+
+    Each gap is an RMS over the test outputs. ``linear``: the network's linearisation
+    around its init (its own empirical NTK there, float64, the same discrete steps) against
+    the limit from the same initial outputs; ``nonlinear``: the trained network against its
+    linearisation; ``trained``: the trained network against the limit. ``kernel_change``:
+    ``||Theta_N(t) - Theta_N(0)||_op`` on the training inputs. Without training (``trained=False``)
+    only the linear part and the kernel's deviation at init are measured.
+    """
+
+    linear: np.ndarray                  # (n_times,)
+    linear_infinity: float              # the linear part at t -> infinity (kernel regression from f0)
+    kernel_deviation: float             # ||Theta_N(0) - Theta||_op on the training inputs
+    nonlinear: np.ndarray | None = None
+    trained: np.ndarray | None = None
+    kernel_change: np.ndarray | None = None
+    # The training residual y - f_train by mode of the closed-form training NTK (eigenvalues ascending),
+    # at init and at each time: the network's ``(n_times + 1, n_train)``, the limit's from the same f0.
+    residual_modes: np.ndarray | None = None
+    limit_residual_modes: np.ndarray | None = None
+    f_test: np.ndarray | None = None    # the trained network's test outputs at the last time
+    f0: np.ndarray | None = None        # its initial outputs on x
+    kernel0: np.ndarray | None = None   # its empirical NTK at init on x (float64)
+    loss_ratio: float = float("nan")    # final / initial training loss
+    diverged: bool = False
+
+
+def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool = True,
+           segment: int = 10) -> Path:
+    """Initialise one network, measure its linear part at ``times`` without training, and (``trained``)
+    train it by full-batch gradient descent (optax SGD), ``segment`` steps per compiled call, stopping
+    at each of ``times`` (multiples of ``segment``) to compare its test outputs and to recompute its
+    kernel. The linearisation trained by the same steps is exactly the discrete recursion with the
+    network's NTK at init (a test checks it), so it is computed, not trained."""
+    if any(t % segment for t in times):
+        raise ValueError(f"times {times} must be multiples of segment={segment}")
+    p = limit.problem
+    spec = p.network(width)
+    module = spec.flax()
+    params = module.init(key, limit.x_train)
+    k0 = one_hidden_layer_ntk(spec, params, limit.x)
+    f0 = np.asarray(module.apply(params, jnp.asarray(limit.x, jnp.float32)), np.float64)
+    own = limit.dynamics(k0)
+    lin = np.array([limit.predict(t, f0, k0, own) for t in times])          # (n_times, n_test, 1)
+    closed = np.array([limit.predict(t, f0) for t in times])
+    n = limit.n
+    path = Path(linear=np.sqrt(np.mean((lin - closed) ** 2, axis=(1, 2))),
+                linear_infinity=rms(limit.predict(None, f0, k0, own), limit.predict(None, f0)),
+                kernel_deviation=float(np.linalg.norm(k0[:n, :n] - limit.kernel[:n, :n], 2)), f0=f0, kernel0=k0)
+    if not trained:
+        return path
+    loss, optimizer = _segment_loss(module), optax.sgd(limit.learning_rate)
+    x_test = jnp.asarray(limit.x_test)
+    out = {"nonlinear": [], "trained": [], "kernel_change": [], "residual_modes": [limit.modes(limit.y64 - f0[:n])]}
+    x_train = jnp.asarray(limit.x_train)
+    losses, done, diverged = [], 0, False
+    for t, f_lin, f_closed in zip(times, lin, closed):
+        while done < t:
+            run = fit(loss, params, optimizer, segment, args=(limit.x_train, limit.y_train))
+            params, done, diverged = run.params, done + segment, diverged or bool(run.diverged)
+            losses.append(np.asarray(run.losses))
+        f_test = np.asarray(module.apply(params, x_test), np.float64)
+        k_t = one_hidden_layer_ntk(spec, params, limit.x_train)
+        out["nonlinear"].append(rms(f_test, f_lin))
+        out["trained"].append(rms(f_test, f_closed))
+        out["kernel_change"].append(float(np.linalg.norm(k_t - k0[:n, :n], 2)))
+        out["residual_modes"].append(limit.modes(limit.y64 - np.asarray(module.apply(params, x_train), np.float64)))
+    final = float(mse_loss(module.apply)(params, limit.x_train, limit.y_train))
+    decay = limit.decay(np.array((0, *times)))
+    return dataclasses.replace(path, **{k: np.array(v) for k, v in out.items()}, f_test=f_test,
+                               limit_residual_modes=decay * out["residual_modes"][0],
+                               loss_ratio=final / float(losses[0][0]), diverged=diverged)
+
+
+_LOSSES: dict = {}
+
+
+def _segment_loss(module):
+    """One loss object per module, so that every segment and seed of a width reuses one compiled program."""
+    return _LOSSES.setdefault(module, mse_loss(module.apply))

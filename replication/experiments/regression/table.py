@@ -4,34 +4,42 @@ At each width, ``seeds`` networks are trained for ``t = steps`` steps of
 gradient descent with step ``eta``. Each is compared with the closed-form
 NTK dynamics at the same ``t`` started from its own initial outputs ``f0``,
 
-    f_test(t) = f0_test + Theta_test,train Theta^-1 (I - exp(-eta Theta t / n)) (y - f0_train),
+    f_test(t) = f0_test + Theta_test,train Theta^-1 (I - (I - eta Theta / n)^t) (y - f0_train),
 
-and kernel regression with its empirical NTK at init (``t -> infinity``,
+(the same discrete steps, so the step size adds nothing), and kernel regression with its empirical NTK at init (``t -> infinity``,
 ``f0 = 0``) with the closed-form NTK's. Both gaps are predicted to fall as
 ``width^(-1/2)`` (Jacot et al. 2018; Lee et al. 2019). The first is split
-by the network's linearisation around its init, trained beside it with the
-same optimizer: network against linearisation (the kernel's change in
-training), linearisation against the closed form (the init kernel's
-fluctuation, carried by the dynamics). A paired check at the widest width
-trains the same networks with a smaller step for the same ``eta t``.
+by the network's linearisation around its init: network against
+linearisation (the kernel's change in training), linearisation against the
+closed form (the init kernel's fluctuation, carried by the dynamics). The
+linearisation trained by gradient descent is exactly the discrete recursion
+with the network's NTK at init, computed in float64 by its formula
+(``replication.kernels.one_hidden_layer_ntk``). A paired check at the widest
+width trains the same networks with a smaller step for the same ``eta t``.
 
-Random streams: ``networks`` (the table's networks; the smaller-step check
-retrains the first of each).
+Every network is stopped at the ``times`` on its way to ``steps``, and the
+ladder goes on beyond the table (wider networks trained; wider still, the
+linear part alone): the regime section (``regime``) reads them.
+
+Random streams: ``networks`` (the table's networks and the wider ones; the
+smaller-step check retrains the first of each).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dataclasses
+
 import numpy as np
 import optax
 
 from replication.dynamics import gradient_descent_mse
-from replication.experiments.regression.problem import Problem, one_network, rms, test_mse
+from replication.experiments.regression import regime
+from replication.experiments.regression.problem import Limit, Path, Problem, follow, one_network, rms, test_mse
 from replication.report import (Claim, Figure, Findings, Section, fit_text, fmt, loglog_figure, markdown_table,
                                 mean_sd, slopes_text)
 from replication.stats import EXPONENT_BAND, fit_finite, local_slopes
 from replication.sweep import Streams, progress
-from replication.train import fit, linearized, linearized_loss
 
 SECTION = "Trained networks, empirical-NTK and closed-form regression against width"
 # What is measured for every network, each (n_widths, seeds): test MSEs, RMS gaps of test outputs,
@@ -45,6 +53,15 @@ class Config:
     problem: Problem = Problem()
     widths: tuple[int, ...] = (16, 64, 256, 1000, 4096, 16384)  # 3 decades; 1000 is the write-up's
     seeds: int = 8               # independent networks per width: the replicates behind each interval
+    # The recorded training times (steps), for the regime section (replication.experiments.regression
+    # .regime); they end at the problem's steps, where the table compares. Multiples of 10.
+    times: tuple[int, ...] = (10, 20, 50, 100, 200, 500, 1000, 2000)
+    # The ladder beyond the table, for the regime section: wider networks trained with fewer seeds,
+    # and wider still, the linear part alone (no training: the empirical NTK in float64).
+    wide_widths: tuple[int, ...] = (65536,)
+    wide_seeds: int = 2
+    linear_widths: tuple[int, ...] = (65536, 262144)
+    linear_seeds: int = 8
     # The widest width again, with the step divided by this for as many times the steps (the same eta t).
     small_step_factor: int = 4
     # A paired check (the same network, two step sizes), so one seed shows whether the step
@@ -52,6 +69,11 @@ class Config:
     small_step_seeds: int = 1
     expected_exponent: float = -0.5
     exponent_tolerance: float = EXPONENT_BAND
+    regime: regime.Config = regime.Config()
+
+    def __post_init__(self):
+        if self.times[-1] != self.problem.steps:
+            raise ValueError(f"times must end at the problem's steps ({self.problem.steps}); got {self.times}")
 
 
 @dataclass
@@ -63,78 +85,76 @@ class Result:
     mean_predictor_gap: float          # RMS, the closed-form mean predictor at t = steps against t -> infinity
     eigenvalues: np.ndarray            # of the closed-form training NTK, ascending
     learning_rate: float
-    step_discrepancy: float            # max over the limit's modes of |(1 - a)^t - exp(-a t)|, a = eta lambda / n
     smaller_step: dict                 # width, factor, seeds, gap (the table's step), gap_small
     data_keys: tuple[int, int]         # the seeds of the training and test inputs' keys
-
-
-def linearisation_test_outputs(spec, params0, x_train, y_train, x_test, optimizer, steps: int) -> np.ndarray:
-    """Test outputs of ``f_lin(p) = f(p0) + J(p0) (p - p0)`` (Lee et al. 2019) trained like the network."""
-    f_lin = linearized(spec.flax().apply)
-    run = fit(linearized_loss(f_lin), params0, optimizer, steps, args=(params0, x_train, y_train))
-    return np.asarray(f_lin(run.params, params0, x_test), np.float64)
+    trained: dict[int, list[Path]]     # width -> its trained networks along training (table and wide widths)
+    linear: dict[int, list[Path]]      # width -> networks measured at init only (the linear part)
 
 
 def measure(config: Config, streams: Streams) -> Result:
     p = config.problem
-    x_train, y_train, x_test, y_test = p.data(streams)
-    k_train, k_test_train = p.closed_form(x_train), p.closed_form(x_test, x_train)
-    lr = p.learning_rate(k_train)
-    optimizer = optax.sgd(lr)
-    limit = gradient_descent_mse(k_train, y_train, lr)
+    limit = Limit(p, streams)
+    n, lr = limit.n, limit.learning_rate
     # Kernel regression (t -> infinity) by a direct solve, as for the empirical kernels below.
-    _, closed_regression = gradient_descent_mse(k_train, y_train, lr, discrete=True)(
-        None, k_test_train=k_test_train)
+    closed_regression = limit.predict(None, np.zeros((len(limit.x), 1)))
     m = {k: np.empty((len(config.widths), config.seeds)) for k in MEASURED}
-    diverged = 0
-    with progress(len(config.widths) * config.seeds, "regression") as bar:
-        for i, width in enumerate(config.widths):
-            spec = p.network(width)
-            for s in range(config.seeds):
-                r = one_network(spec, streams.network("networks", width, s), x_train, y_train, x_test,
-                                optimizer, p.steps)
-                f_lin_test = linearisation_test_outputs(spec, r.params0, x_train, y_train, x_test,
-                                                        optimizer, p.steps)
-                # The infinite-width network from the same initial outputs, at the same step.
-                _, own = limit(p.steps, r.f0_train, r.f0_test, k_test_train)
-                # A float32 kernel can be left indefinite by rounding (width 16: lambda_min ~ -2e-6),
-                # which neural-tangents' Cholesky solve refuses; the discrete recursion's t = infinity
-                # is the same kernel regression, by a direct (LU) solve.
-                _, emp = gradient_descent_mse(r.k_train, y_train, lr, discrete=True)(
-                    None, k_test_train=r.k_test_train)
-                m["net"][i, s], m["own_limit"][i, s] = test_mse(r.f_test, y_test), test_mse(own, y_test)
-                m["emp_reg"][i, s] = test_mse(emp, y_test)
-                m["gap_trained"][i, s], m["gap_emp"][i, s] = rms(r.f_test, own), rms(emp, closed_regression)
-                m["gap_nonlinear"][i, s], m["gap_linear"][i, s] = rms(r.f_test, f_lin_test), rms(f_lin_test, own)
-                m["loss_ratio"][i, s] = r.loss_ratio
-                diverged += r.diverged
+    trained = {}
+    ladder = ([(w, config.seeds) for w in config.widths]
+              + [(w, config.wide_seeds) for w in config.wide_widths if w not in config.widths])
+    with progress(sum(s for _, s in ladder) + len(config.linear_widths) * config.linear_seeds,
+                  "regression") as bar:
+        for w, seeds in ladder:
+            trained[w] = []
+            for s in range(seeds):
+                path = follow(limit, w, streams.network("networks", w, s), config.times)
+                trained[w].append(_light(path))
                 bar.update()
-    lam = np.linalg.eigvalsh(k_train)
-    a_modes = lr * lam / p.n_train
+                if w not in config.widths:
+                    continue
+                i = config.widths.index(w)
+                # Empirical-NTK regression: the mean predictor (f0 = 0) with the network's NTK at init.
+                emp = limit.predict(None, np.zeros_like(path.f0), path.kernel0)
+                own = limit.predict(p.steps, path.f0)
+                m["net"][i, s], m["own_limit"][i, s] = test_mse(path.f_test, limit.y_test), test_mse(own, limit.y_test)
+                m["emp_reg"][i, s], m["gap_emp"][i, s] = test_mse(emp, limit.y_test), rms(emp, closed_regression)
+                m["gap_trained"][i, s] = path.trained[-1]
+                m["gap_nonlinear"][i, s], m["gap_linear"][i, s] = path.nonlinear[-1], path.linear[-1]
+                m["loss_ratio"][i, s] = path.loss_ratio
+        linear = {}
+        for w in config.linear_widths:
+            linear[w] = []
+            for s in range(config.linear_seeds):
+                linear[w].append(_light(follow(limit, w, streams.network("networks", w, s), config.times,
+                                               trained=False)))
+                bar.update()
     small = {"width": config.widths[-1], "factor": config.small_step_factor,
              "seeds": min(config.small_step_seeds, config.seeds),
              "gap": float(np.mean(m["gap_trained"][-1, :config.small_step_seeds])),
-             "gap_small": smaller_step_gap(config, streams, (x_train, y_train, x_test), k_train, k_test_train, lr)}
-    _, mean_predictor = limit(p.steps, 0.0, None, k_test_train)
+             "gap_small": smaller_step_gap(config, streams, limit)}
     return Result(
-        widths=config.widths, measured=m, diverged=diverged,
-        closed_regression_mse=test_mse(closed_regression, y_test),
-        mean_predictor_gap=rms(mean_predictor, closed_regression), eigenvalues=lam, learning_rate=lr,
-        step_discrepancy=float(np.max(np.abs((1 - a_modes) ** p.steps - np.exp(-a_modes * p.steps)))),
-        smaller_step=small, data_keys=(streams.offset("train_inputs"), streams.offset("test_inputs")))
+        widths=config.widths, measured=m, diverged=sum(x.diverged for v in trained.values() for x in v),
+        closed_regression_mse=test_mse(closed_regression, limit.y_test),
+        mean_predictor_gap=rms(limit.predict(p.steps, np.zeros((len(limit.x), 1))), closed_regression),
+        eigenvalues=limit.eigenvalues, learning_rate=lr, smaller_step=small,
+        data_keys=(streams.offset("train_inputs"), streams.offset("test_inputs")), trained=trained, linear=linear)
 
 
-def smaller_step_gap(config: Config, streams: Streams, dataset, k_train, k_test_train, lr: float) -> float:
+def _light(path: Path) -> Path:
+    """The path without its per-network arrays (initial outputs, kernel), which the findings do not read."""
+    return dataclasses.replace(path, f0=None, kernel0=None, f_test=None)
+
+
+def smaller_step_gap(config: Config, streams: Streams, limit: Limit) -> float:
     """The table's gap at the widest width, the same networks, step / ``small_step_factor`` at the same eta t."""
-    x_train, y_train, x_test = dataset
     p, f, width = config.problem, config.small_step_factor, config.widths[-1]
-    limit = gradient_descent_mse(k_train, y_train, lr / f)
+    slow = gradient_descent_mse(limit.kernel[:limit.n, :limit.n], limit.y_train, limit.learning_rate / f,
+                                discrete=True)
     gaps = []
     for s in range(min(config.small_step_seeds, config.seeds)):
-        r = one_network(p.network(width), streams.network("networks", width, s), x_train, y_train, x_test,
-                        optax.sgd(lr / f), p.steps * f)
-        _, own = limit(p.steps * f, r.f0_train, r.f0_test, k_test_train)
-        gaps.append(rms(r.f_test, own))
+        r = one_network(p.network(width), streams.network("networks", width, s), limit.x_train, limit.y_train,
+                        limit.x_test, optax.sgd(limit.learning_rate / f), p.steps * f, kernel=False)
+        f0 = np.concatenate([r.f0_train, r.f0_test])
+        gaps.append(rms(r.f_test, limit.predict(p.steps * f, f0, dynamics=slow)))
     return float(np.mean(gaps))
 
 
@@ -156,7 +176,9 @@ def findings(config: Config, result: Result) -> Findings:
     body = _setup_and_table(config, result, fits) + _gap_split(config, result, fits, claims[0].verdict)
     figure = Figure("gaps", _gaps_figure(config, m, fits), "RMS difference of test outputs against width. "
                     "Markers: geometric mean over seeds; band: range; thin lines: fits; dashed: width^(-1/2).")
-    return Findings(claims, [Section(SECTION, body, [figure])], {"table": _series(config, result, fits)})
+    regime_claims, regime_section, regime_series = regime.findings(config.regime, config, result)
+    return Findings(claims + regime_claims, [Section(SECTION, body, [figure]), regime_section],
+                    {"table": _series(config, result, fits), "regime": regime_series})
 
 
 def _gaps_figure(config: Config, m: dict, fits: dict):
@@ -182,8 +204,8 @@ Data: {p.n_train} training and {p.n_test} test inputs uniform in [-2, 2]^2 (keys
 W_std = {fmt(p.W_std)}, b_std = {fmt(p.b_std)}, one output. Training: full-batch gradient descent
 (optax SGD) on mse, step {fmt(result.learning_rate)} = {fmt(p.step_fraction)} of the stability limit
 2 n / lambda_max of the closed-form training NTK, {steps} steps; the closed-form comparison is
-neural-tangents' `gradient_descent_mse` with the same step at t = {steps}, started from the network's
-own initial outputs (float64). The training NTK's condition number is {lam[-1] / lam[0]:.3g}: modes
+the same {steps} discrete steps of gradient descent with the closed-form NTK (float64), started from
+the network's own initial outputs, so the step size adds nothing to the gap. The training NTK's condition number is {lam[-1] / lam[0]:.3g}: modes
 with eigenvalue below n / (eta t) are still moving at t = {steps} (the last column shows how far the
 loss fell), and the closed-form mean predictor at that time is {result.mean_predictor_gap:.4f} RMS from
 the t -> infinity kernel regression. Why the comparison is made at a finite time is measured in the
@@ -223,9 +245,8 @@ def _gap_split(config: Config, result: Result, fits: dict, verdict: str) -> str:
     local = {k: local_slopes(config.widths, m[k]) for k in ("gap_trained", "gap_nonlinear", "gap_linear")}
     slopes = {k: slopes_text(v) for k, v in local.items()}
     steepen = all(v and v[-1][2] < v[0][2] for k, v in local.items() if k != "gap_trained")
-    reading = ("Both local slopes steepen towards the wide end, which fits that reading; a wider ladder "
-               "would test it." if steepen else "The two parts' local slopes do not both steepen towards "
-               "the wide end, so these numbers do not single that reading out.")
+    reading = ("Both parts' local slopes steepen towards the wide end." if steepen else
+               "The two parts' local slopes do not both steepen towards the wide end.")
     emp = fits["gap_emp"]
     not_slow = emp is not None and emp.exponent <= config.expected_exponent + config.exponent_tolerance
     regression = (f"{'it is not what is slow' if not_slow else 'it is slow too'}: the empirical-NTK "
@@ -233,8 +254,9 @@ def _gap_split(config: Config, result: Result, fits: dict, verdict: str) -> str:
                   f"width^({fit_text(emp, '+.2f')}) (second claim).")
     return f"""
 **Where the gap between trained networks and the closed form comes from.** {verdict} Each network's
-linearisation around its init (Lee et al. 2019) was trained beside it with the same optimizer, which
-splits the gap in two: the network against its linearisation (what training does beyond first order:
+linearisation around its init (Lee et al. 2019), trained by the same steps, moves exactly as discrete
+gradient descent with the network's own NTK at init (a test checks it), which is how it is computed
+here, in float64. It splits the gap in two: the network against its linearisation (what training does beyond first order:
 the kernel's change), and the linearisation against the closed form (the init kernel's fluctuation,
 carried by the dynamics to time t). RMS over test outputs, mean +- sd over seeds:
 
@@ -246,16 +268,14 @@ Fitted exponents: trained vs linearisation {fit_text(fits['gap_nonlinear'], '+.2
 slopes {slopes['gap_linear']}); the sum, trained vs closed form: {slopes['gap_trained']}. At width
 {config.widths[-1]} the larger part is {dominant}. Both parts are of order width^(-1/2)
 asymptotically (Lee et al. 2019, Theorem 2.1), with constants that grow as the training kernel's
-smallest eigenvalue shrinks. A reading consistent with these numbers, but not established here: with
-this kernel's condition number of {lam[-1] / lam[0]:.3g}, many modes are still moving at t = {steps}, a
-perturbation of the kernel (at init, or during training) shifts them in proportion to eta t rather
-than being damped, and the ladder of widths ends before the asymptotic regime. {reading}
+smallest eigenvalue shrinks. {reading} Why, measured: the next section follows every network through
+training and beyond this ladder; the kernel's change in training is not yet first order at t = {steps}
+at any of these widths, and the linear part is.
 
-Two other causes, measured: (1) the step. Gradient descent against the gradient flow the closed form solves differs by
-at most {result.step_discrepancy:.1e} per mode of the limit's kernel at t = {steps} (|(1 - a)^t - exp(-a t)|,
-a = eta lambda / n), times the residual; and at width {small['width']}, the same networks trained with a
+Two other causes, measured: (1) the step. The closed form takes the same discrete steps, and at width
+{small['width']}, the same networks trained with a
 step {small['factor']}x smaller for {small['factor']}x as many steps (the same time eta t; {small['seeds']} seed(s),
-each paired with itself in the table) are {small['gap_small']:.4f} RMS from the closed form, against
+each paired with itself in the table) are {small['gap_small']:.4f} RMS from the closed form at that step, against
 {small['gap']:.4f} with the table's step. (2) Kernel regression itself: {regression}
 """
 
