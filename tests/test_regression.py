@@ -2,6 +2,7 @@
 import jax
 import numpy as np
 import optax
+import pytest
 
 from replication.dynamics import gradient_descent_mse, stable_step
 from replication.experiments import regression as R
@@ -85,3 +86,36 @@ def test_regime_recovers_a_planted_crossover_and_collapse():
     assert abs(alpha - 1) < 0.02 and abs(gamma) < 0.02, (alpha, gamma)
     beta, used = regime.asymptotic_exponent(_planted_cells(2.0, 1.0), 0.01)
     assert len(used) >= 3 and abs(beta + 0.5) < 0.05, (beta, used)
+
+
+def test_circle_modes_are_eigenvectors_of_the_closed_form_ntk():
+    """On equispaced angles the closed-form NTK is circulant: cos(k theta + k) is an eigenvector, with
+    the eigenvalue of frequency k of the kernel's first row's discrete Fourier transform (float64)."""
+    from replication.experiments.regression import spectral
+
+    theta, x = spectral.circle(32)
+    k = Problem().closed_form(x)
+    v = spectral.modes(theta, (1, 2, 4))
+    spectrum = np.fft.rfft(k[0]).real
+    for vk, f in zip(v, (1, 2, 4)):
+        np.testing.assert_allclose(k @ vk, spectrum[f] * vk, atol=1e-10 * spectrum[0])
+
+
+def test_spectral_study_end_to_end_at_small_size():
+    """Two narrow networks, two modes: the rates are finite and the fast mode is learnt first."""
+    from replication.experiments.regression import spectral
+
+    config = spectral.Config(n=16, frequencies=(1, 2), widths=(256,), seeds=2, step_fraction=0.2)
+    result = spectral.measure(config, Streams(0, {**R.STREAMS}))
+    r = spectral.rates(config, result, first_order=False)
+    assert np.all(np.isfinite(r)) and np.all(r[..., 0] > r[..., 1]), r
+    assert spectral.findings(config, result).claims[0].id == "spectral_bias_mode_rates_k1"
+
+
+def test_control_refuses_a_time_before_every_mode_has_decayed():
+    from replication.experiments.regression import control
+
+    config = control.Config(widths=(64, 128), seeds=2, times=(10,))
+    result = control.measure(config, STREAMS)
+    with pytest.raises(ValueError, match="train longer"):
+        control.findings(config, result)

@@ -15,7 +15,9 @@ regression, of empirical-NTK regression and of trained networks; the two
 gaps with fitted exponents; where the asymptotic regime begins, measured by
 following the networks through training and the linear part to width 2^18
 (2^20 in the full preset), with the crossover width against training time
-and the dynamics mode by mode; and an errata section measuring two mistakes
+and the dynamics mode by mode; spectral bias on the circle, each Fourier
+mode learnt at its eigenvalue's rate; a well-conditioned control, where
+width^(-1/2) is reached within the quick preset's widths; and an errata section measuring two mistakes
 that are easy to make in this example: drawing training and test inputs
 from one random key, and scaling the readout by `1/sqrt(width)` both at
 init and in the forward pass.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from replication.experiments import report, run_studies
-from replication.experiments.regression import convergence, errata, table
+from replication.experiments.regression import control, convergence, errata, spectral, table
 from replication.report import Report
 from replication.sweep import Streams
 
@@ -36,14 +38,20 @@ STREAMS = {
     "errata_readout": 50,    # networks whose readout is scaled once and twice
     "errata_training": 60,   # the same, trained at the write-up's width
     "convergence": 70,       # networks trained to convergence
+    "spectral": 80,          # the spectral-bias networks on the circle
+    "control": 90,           # the well-conditioned control's networks
+    "control_inputs": 91,    # its training and test inputs
 }
-STUDIES = (("table", table), ("convergence", convergence), ("errata", errata))
+STUDIES = (("table", table), ("spectral", spectral), ("control", control), ("convergence", convergence),
+           ("errata", errata))
 
 
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
     table: table.Config = table.Config()
+    spectral: spectral.Config = spectral.Config()
+    control: control.Config = control.Config()
     convergence: convergence.Config = convergence.Config()
     errata: errata.Config = errata.Config()
 
@@ -52,6 +60,8 @@ _FULL_WIDTHS = (16, 64, 256, 1000, 4096, 16384, 65536)
 PRESETS = {"quick": Config(),
            "full": Config(table=table.Config(widths=_FULL_WIDTHS, seeds=16, wide_widths=(262144,),
                                              linear_widths=(262144, 1048576)),
+                          spectral=spectral.Config(widths=(8192, 32768, 131072), seeds=8),
+                          control=control.Config(widths=(256, 1024, 4096, 16384, 65536, 262144), seeds=16),
                           errata=errata.Config(widths=_FULL_WIDTHS, draws=32))}
 
 
