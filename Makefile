@@ -19,10 +19,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/replication/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.1
 
-# Longest first (by their wall times in `make all`: ntk 490 s, digits 460 s, mup 300 s, nngp
-# 210 s, regression 150 s, lazy 40 s): `make all` runs JOBS experiments at a time, each taking
-# the next one as it finishes, so this order keeps both lanes of a 2-core machine busy to the end.
-EXPERIMENTS := ntk digits mup nngp regression lazy
+# By their wall times in `make all` (ntk 505 s, digits 490 s, mup 300 s, nngp 210 s, regression
+# 165 s, lazy 40 s): `make all` runs JOBS experiments at a time, each taking the next one as it
+# finishes, so this order ends both lanes of a 2-core machine together (ntk, mup, lazy on one;
+# digits, nngp, regression on the other).
+EXPERIMENTS := ntk digits nngp mup regression lazy
 # Most of an experiment's steps keep one core busy (small matrices, one network at
 # a time), so two at once finish sooner on 2 cores. With one accelerator, JOBS=1.
 JOBS ?= 2

@@ -134,7 +134,7 @@ def test_small_coordinate_check():
 
 
 def test_first_order_change_is_the_step_divided_by_the_learning_rate():
-    """first_order_check's mean |delta h_l| against one real SGD step of a small learning rate
+    """The first-order check's mean |delta h_l| against one real SGD step of a small learning rate
     along the same update (the residual of zero outputs), (h_l(after) - h_l(before)) / eta, in
     float64: equal up to float32 rounding and O(eta) terms, for SP, NTK and muP. And from width 64
     to 1024, SP's readout change grows about 16x (abc exponent 1) and muP's stays about constant
@@ -150,7 +150,7 @@ def test_first_order_change_is_the_step_divided_by_the_learning_rate():
                            batch=16, seeds=2)
     streams = Streams(0, mup.STREAMS)
     x, y = coordinates.fixed_batch(c, streams)
-    first = {p: coordinates.first_order_check(c, streams, x, y, p) for p in ("standard", "ntk", "mup")}
+    first = {p: coordinates.checks(c, streams, x, y, p, 0.1)[1] for p in ("standard", "ntk", "mup")}
     with enable_x64():
         x64, y64 = (jnp.asarray(a, jnp.float64) for a in (x, y))
         for p in ("standard", "ntk", "mup"):

@@ -135,25 +135,46 @@ def _coordinate_fns(module):
     return loss, record, outputs
 
 
-def coordinate_check(config: Config, streams: Streams, x, y, parameterization: str,
-                     lr: float) -> dict[str, np.ndarray]:
-    """``{layer: (n_widths, seeds, steps + 1, 2)}``: mean |h| and mean |h - h_0| after each SGD step."""
-    out = {}
+def checks(config: Config, streams: Streams, x, y, parameterization: str, lr: float):
+    """Both checks of one parameterization, each network initialised once.
+
+    ``records``: ``{layer: (n_widths, seeds, steps + 1, 2)}``, mean |h| and mean |h - h_0| after each
+    SGD step at ``lr``; muP's readout starts at zero there, so that the first residual is the same at
+    every width. ``first``: ``{layer: (n_widths, seeds)}``, mean |delta h_l| of the first SGD step per
+    unit learning rate, the same networks with their random readout, along the update that the
+    residual of zero outputs, ``-y``, gives: the same residual at every width (muP's random initial
+    output is of order 1 at the base width and shrinks as width^(-1/2), and would bend the curves
+    through the residual, not through the scaling). A zero readout changes the init only (the
+    forward multipliers are the same), and Flax draws each parameter from its own name's key, so
+    zeroing the readout of the random-readout network is the zero-readout network of the same key.
+    """
+    records, first = {}, {}
     for i, width in enumerate(config.widths):
-        # muP's readout starts at zero: the first residual is then the same at every width.
-        spec = config.networks.spec(parameterization, width, config.depth, config.base_width,
-                                    zero_readout=parameterization == "mup")
+        spec = config.networks.spec(parameterization, width, config.depth, config.base_width)
         module = spec.flax()
         loss, record, outputs = _coordinate_fns(module)
-        opt = spec.optimizer("sgd", lr)
+        opt_lr, opt_unit = spec.optimizer("sgd", lr), spec.optimizer("sgd", 1.0)
+        # The residual of zero outputs, -y, at every width: mse's gradient at f = 0.
+        grad = jax.jit(jax.grad(lambda p: -jnp.mean(y * module.apply(p, x))))
         for s in range(config.seeds):
             p0 = module.init(streams.network("networks", width, s), x)
-            run = fit(loss, p0, opt, config.steps, record=record, record_every=1,
+            update, _ = opt_unit.update(grad(p0), opt_unit.init(p0), p0)
+            for k, v in _first_order_fn(module)(p0, update, x).items():
+                first.setdefault(k, np.full((len(config.widths), config.seeds), np.nan))[i, s] = float(v)
+            if parameterization == "mup":
+                p0 = _zero_readout(p0)
+            run = fit(loss, p0, opt_lr, config.steps, record=record, record_every=1,
                       args=(outputs(p0, x), x, y))
             for k, v in run.records.items():
-                out.setdefault(k, np.full((len(config.widths), config.seeds, config.steps + 1, 2),
-                                          np.nan))[i, s] = np.asarray(v)
-    return out
+                records.setdefault(k, np.full((len(config.widths), config.seeds, config.steps + 1, 2),
+                                              np.nan))[i, s] = np.asarray(v)
+    return records, first
+
+
+def _zero_readout(params):
+    readout = dict(params["params"]["readout"])
+    readout["kernel"] = jnp.zeros_like(readout["kernel"])
+    return {"params": {**params["params"], "readout": readout}}
 
 
 @lru_cache(maxsize=None)
@@ -166,35 +187,13 @@ def _first_order_fn(module):
     return jax.jit(change)
 
 
-def first_order_check(config: Config, streams: Streams, x, y, parameterization: str) -> dict[str, np.ndarray]:
-    """``{layer: (n_widths, seeds)}``: mean |delta h_l| of the first SGD step per unit learning rate,
-    the networks of ``coordinate_check`` (same keys) with a random readout, along the update that
-    the residual of zero outputs, ``-y``, gives: the same residual at every width (muP's random
-    initial output is of order 1 at the base width and shrinks as width^(-1/2), and would bend the
-    curves through the residual, not through the scaling)."""
-    out = {}
-    for i, width in enumerate(config.widths):
-        spec = config.networks.spec(parameterization, width, config.depth, config.base_width)
-        module = spec.flax()
-        opt = spec.optimizer("sgd", 1.0)
-        # The residual of zero outputs, -y, at every width: mse's gradient at f = 0.
-        grad = jax.jit(jax.grad(lambda p: -jnp.mean(y * module.apply(p, x))))
-        for s in range(config.seeds):
-            p0 = module.init(streams.network("networks", width, s), x)
-            update, _ = opt.update(grad(p0), opt.init(p0), p0)
-            for k, v in _first_order_fn(module)(p0, update, x).items():
-                out.setdefault(k, np.full((len(config.widths), config.seeds), np.nan))[i, s] = float(v)
-    return out
-
-
 def measure(config: Config, streams: Streams) -> CoordinateCheck:
     x, y = fixed_batch(config, streams)
     lrs = base_learning_rates(config, streams, x)
     records, first = {}, {}
     with progress(len(PARAMETERIZATIONS), "mup coordinate check") as bar:
         for p in PARAMETERIZATIONS:
-            records[p] = coordinate_check(config, streams, x, y, p, lrs[p])
-            first[p] = first_order_check(config, streams, x, y, p)
+            records[p], first[p] = checks(config, streams, x, y, p, lrs[p])
             bar.update()
     return CoordinateCheck(lrs, records, first)
 

@@ -49,7 +49,7 @@ class Sphere(Problem):
 @dataclass(frozen=True)
 class Config:
     problem: Sphere = Sphere()
-    widths: tuple[int, ...] = (256, 1024, 4096, 16384)
+    widths: tuple[int, ...] = (256, 1024, 4096, 16384, 65536)
     seeds: int = 8
     times: tuple[int, ...] = (10, 50, 200)     # the last is where the claim compares
     # The time compared must have every mode of the limit decayed: eta lambda_min t / n at least this.
