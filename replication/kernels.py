@@ -221,15 +221,20 @@ def one_hidden_layer_ntk(spec, params: Any, x1, x2=None, *, chunk: int = 8192) -
     beta = np.asarray(p["dense_0"]["bias"], np.float64) if "bias" in p["dense_0"] else np.zeros(width)
     hidden = affine_scaling(spec.parameterization, spec.W_std, spec.b_std, d, "input", spec.width_ratio)
     readout = spec.readout_scaling(width)
+    symmetric = x2 is None
     x1 = np.asarray(x1, np.float64)
-    x2 = x1 if x2 is None else np.asarray(x2, np.float64)
+    x2 = x1 if symmetric else np.asarray(x2, np.float64)
     inner = hidden.weight_multiplier ** 2 * x1 @ x2.T + hidden.bias_multiplier ** 2 * (spec.b_std is not None)
     out = np.zeros((len(x1), len(x2)))
     for s in range(0, width, chunk):
         u = slice(s, s + chunk)
         h1 = hidden.weight_multiplier * x1 @ w[:, u] + hidden.bias_multiplier * beta[u]
-        h2 = hidden.weight_multiplier * x2 @ w[:, u] + hidden.bias_multiplier * beta[u]
-        out += sigma(h1) @ sigma(h2).T + ((derivative(h1) * a[u]) @ (derivative(h2) * a[u]).T) * inner
+        phi1, g1 = sigma(h1), derivative(h1) * a[u]
+        if symmetric:   # A @ A.T: BLAS's symmetric product, half the work
+            out += phi1 @ phi1.T + (g1 @ g1.T) * inner
+        else:
+            h2 = hidden.weight_multiplier * x2 @ w[:, u] + hidden.bias_multiplier * beta[u]
+            out += phi1 @ sigma(h2).T + (g1 @ (derivative(h2) * a[u]).T) * inner
     bias = readout.bias_multiplier ** 2 if spec.b_std is not None else 0.0
     return readout.weight_multiplier ** 2 * out + bias
 

@@ -185,14 +185,15 @@ class Path:
 
 
 def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool = True,
-           segment: int = 10) -> Path:
+           segments: tuple[int, ...] = (100, 10)) -> Path:
     """Initialise one network, measure its linear part at ``times`` without training, and (``trained``)
-    train it by full-batch gradient descent (optax SGD), ``segment`` steps per compiled call, stopping
-    at each of ``times`` (multiples of ``segment``) to compare its test outputs and to recompute its
-    kernel. The linearisation trained by the same steps is exactly the discrete recursion with the
+    train it by full-batch gradient descent (optax SGD), stopping at each of ``times`` (multiples of
+    the shortest of ``segments``) to compare its test outputs and to recompute its kernel. The steps
+    between two stops run as compiled calls of ``segments`` steps, the longest first: one program per
+    segment length and width, and few calls. The linearisation trained by the same steps is exactly the discrete recursion with the
     network's NTK at init (a test checks it), so it is computed, not trained."""
-    if any(t % segment for t in times):
-        raise ValueError(f"times {times} must be multiples of segment={segment}")
+    if any(t % min(segments) for t in times):
+        raise ValueError(f"times {times} must be multiples of {min(segments)}")
     p = limit.problem
     spec = p.network(width)
     module = spec.flax()
@@ -215,6 +216,7 @@ def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool 
     losses, done, diverged = [], 0, False
     for t, f_lin, f_closed in zip(times, lin, closed):
         while done < t:
+            segment = next(k for k in sorted(segments, reverse=True) if done + k <= t)
             run = fit(loss, params, optimizer, segment, args=(limit.x_train, limit.y_train))
             params, done, diverged = run.params, done + segment, diverged or bool(run.diverged)
             losses.append(np.asarray(run.losses))
