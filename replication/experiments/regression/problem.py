@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -132,6 +133,8 @@ class Limit:
         self.kernel = problem.closed_form(self.x)
         self.learning_rate = problem.learning_rate(self.kernel[:self.n, :self.n])
         self.eigenvalues = np.linalg.eigvalsh(self.kernel[:self.n, :self.n])
+        # One optimizer object for every network: fit compiles once per width and segment length.
+        self.optimizer = optax.sgd(self.learning_rate)
         self._limit = self.dynamics(self.kernel)
         self.eigenvectors = self._limit.V
 
@@ -196,10 +199,10 @@ def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool 
         raise ValueError(f"times {times} must be multiples of {min(segments)}")
     p = limit.problem
     spec = p.network(width)
-    module = spec.flax()
+    module, loss, apply = _compiled(spec)
     params = module.init(key, limit.x_train)
     k0 = one_hidden_layer_ntk(spec, params, limit.x)
-    f0 = np.asarray(module.apply(params, jnp.asarray(limit.x, jnp.float32)), np.float64)
+    f0 = np.asarray(apply(params, jnp.asarray(limit.x, jnp.float32)), np.float64)
     own = limit.dynamics(k0)
     lin = np.array([limit.predict(t, f0, k0, own) for t in times])          # (n_times, n_test, 1)
     closed = np.array([limit.predict(t, f0) for t in times])
@@ -209,7 +212,7 @@ def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool 
                 kernel_deviation=float(np.linalg.norm(k0[:n, :n] - limit.kernel[:n, :n], 2)), f0=f0, kernel0=k0)
     if not trained:
         return path
-    loss, optimizer = _segment_loss(module), optax.sgd(limit.learning_rate)
+    optimizer = limit.optimizer
     x_test = jnp.asarray(limit.x_test)
     out = {"nonlinear": [], "trained": [], "kernel_change": [], "residual_modes": [limit.modes(limit.y64 - f0[:n])]}
     x_train = jnp.asarray(limit.x_train)
@@ -220,22 +223,26 @@ def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool 
             run = fit(loss, params, optimizer, segment, args=(limit.x_train, limit.y_train))
             params, done, diverged = run.params, done + segment, diverged or bool(run.diverged)
             losses.append(np.asarray(run.losses))
-        f_test = np.asarray(module.apply(params, x_test), np.float64)
+        f_test = np.asarray(apply(params, x_test), np.float64)
         k_t = one_hidden_layer_ntk(spec, params, limit.x_train)
         out["nonlinear"].append(rms(f_test, f_lin))
         out["trained"].append(rms(f_test, f_closed))
         out["kernel_change"].append(float(np.linalg.norm(k_t - k0[:n, :n], 2)))
-        out["residual_modes"].append(limit.modes(limit.y64 - np.asarray(module.apply(params, x_train), np.float64)))
-    final = float(mse_loss(module.apply)(params, limit.x_train, limit.y_train))
+        out["residual_modes"].append(limit.modes(limit.y64 - np.asarray(apply(params, x_train), np.float64)))
+    final = float(np.mean((np.asarray(apply(params, x_train), np.float64) - limit.y64) ** 2) / 2)
     decay = limit.decay(np.array((0, *times)))
     return dataclasses.replace(path, **{k: np.array(v) for k, v in out.items()}, f_test=f_test,
                                limit_residual_modes=decay * out["residual_modes"][0],
                                loss_ratio=final / float(losses[0][0]), diverged=diverged)
 
 
-_LOSSES: dict = {}
+_COMPILED: dict = {}
 
 
-def _segment_loss(module):
-    """One loss object per module, so that every segment and seed of a width reuses one compiled program."""
-    return _LOSSES.setdefault(module, mse_loss(module.apply))
+def _compiled(spec: MLP):
+    """``(module, loss, apply)`` of a spec, one set per spec: the same function objects for every
+    network, segment and call, so that ``fit`` and the jitted forward pass compile once per width."""
+    if spec not in _COMPILED:
+        module = spec.flax()
+        _COMPILED[spec] = (module, mse_loss(module.apply), jax.jit(module.apply))
+    return _COMPILED[spec]

@@ -204,6 +204,21 @@ def mode_rates(trained: dict, width: int, times, window) -> tuple[np.ndarray, np
     return ratios, factor, chosen
 
 
+def gap_by_mode(trained: dict, width: int, times, eigenvalues, learning_rate: float, n: int):
+    """At ``width``, per time: the share of the training-output gap's square (network against the closed
+    form, both from the network's f0) in the modes with ``eta lambda_k t / n <= 1``, mean over networks;
+    and those modes' share of all modes. ``(gap_share (n_times,), mode_share (n_times,))``."""
+    a = learning_rate * np.asarray(eigenvalues) / n
+    gap, modes = [], []
+    for j, t in enumerate(times, start=1):
+        slow = a * t <= 1
+        shares = [np.sum(g[slow] ** 2) / np.sum(g ** 2) for g in
+                  (p.limit_residual_modes[j] - p.residual_modes[j] for p in trained[width])]
+        gap.append(float(np.mean(shares)))
+        modes.append(float(slow.mean()))
+    return np.array(gap), np.array(modes)
+
+
 def findings(config: Config, table_config, result) -> tuple[list[Claim], Section, dict]:
     n, lr, times = table_config.problem.n_train, result.learning_rate, table_config.times
     c = cells(result.trained, times, lr, n)
@@ -238,6 +253,7 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
     resolved = np.flatnonzero(measurable & (margin >= config.mode_margin))
     mode_mean = ratios[:, resolved].mean(axis=1)     # per network: mean over the resolved modes
     mode_centre, mode_ci = t_interval(mode_mean)
+    gap_share, mode_share = gap_by_mode(result.trained, widest, times, result.eigenvalues, lr, n)
     n_seeds = int(c.seeds.max())
     jk = f"delete-one jackknife over {n_seeds} seeds (each a replicate of the whole ladder)"
     claims = [
@@ -277,7 +293,7 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
               interval_method=f"Student-t over {len(mode_mean)} networks", n_seeds=len(mode_mean)),
     ]
     body = _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta_j, used, alpha, gamma_j, n_x, kappa_j,
-                 ratios, factor, t_mode, measurable, margin, widest, result)
+                 ratios, factor, t_mode, measurable, margin, widest, result, gap_share, mode_share)
     figures = [Figure("regime_epsilon", _figure(c, lin, lin_widths),
                       "Left: the nonlinear part against epsilon of the kernel's change in training, every "
                       "width and time (geometric mean over seeds; colour: width). Right: the linear part "
@@ -288,12 +304,13 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
               "linear_infinity": {str(w): lin_inf[w] for w in lin_widths},
               "crossover_width": n_x, "kappa": kappa_j, "collapse_alpha": alpha, "collapse_gamma": gamma_j,
               "asymptotic_exponent": beta_j, "asymptotic_cells": used, "mode_ratios": ratios,
-              "mode_factor": factor, "mode_time": t_mode, "mode_width": widest}
+              "mode_factor": factor, "mode_time": t_mode, "mode_width": widest,
+              "gap_share_slow_modes": gap_share, "slow_mode_share": mode_share}
     return claims, Section(SECTION, body, figures), series
 
 
 def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma, n_x, kappa, ratios, factor,
-          t_mode, measurable, margin, widest, result) -> str:
+          t_mode, measurable, margin, widest, result, gap_share, mode_share) -> str:
     t = c.times
     eps, nl, ln, tot = (_gm(a) for a in (c.epsilon, c.nonlinear, c.linear, c.trained))
     eps0 = _gm(c.epsilon0)
@@ -377,6 +394,13 @@ below it by t = {int(t[0])}, or not yet measurably by t = {int(t[-1])}):
 
 {below_text}Only the modes whose eigenvalue is far above the kernel's change in training decay at the
 closed form's rate; the others leave it, in both directions.
+
+Where the gap lives: the share of the squared gap of training outputs (network against the closed form
+from its f0) in the modes with eta lambda_k t / n <= 1, which have not yet decayed, beside those modes'
+share of the {len(result.eigenvalues)} modes, width {widest}, mean over networks:
+
+{markdown_table(["t", "modes with eta lambda_k t / n <= 1", "their share of the squared gap"],
+                [[int(tt), f"{ms:.0%}", f"{gs:.0%}"] for tt, gs, ms in zip(t, gap_share, mode_share)])}
 """
 
 

@@ -104,6 +104,7 @@ def measure(config: Config, streams: Streams) -> Spectral:
     eig = np.array([vk @ k_train @ vk for vk in v])
     steps = _steps(config, eig, lr)
     xj = jnp.asarray(x, jnp.float32)
+    optimizer = optax.sgd(lr)       # one object for every network: fit compiles once per width
     shape = (len(config.widths), config.seeds)
     residual = np.empty(shape + (steps + 1, len(v)))
     off = np.empty(shape + (steps + 1,))
@@ -117,7 +118,7 @@ def measure(config: Config, streams: Streams) -> Spectral:
                 f0 = np.asarray(module.apply(params, xj), np.float64)[:, 0]
                 # The centred network: trained on y + f0, its residual starts at y.
                 target = y + f0
-                run = fit(_loss(module), params, optax.sgd(lr), steps, record=_outputs(module), record_every=1,
+                run = fit(_loss(module), params, optimizer, steps, record=_outputs(module), record_every=1,
                           args=(xj, jnp.asarray(target, jnp.float32)[:, None]))
                 r = target[None] - np.asarray(run.records, np.float64)     # (steps + 1, n)
                 residual[i, s] = np.abs(r @ v.T) / np.abs(y @ v.T)
