@@ -33,7 +33,7 @@ def test_empirical_ntk_regression_approaches_the_closed_form_with_width():
     1024 it should shrink by about 4; demanded: 2, averaged over 4 seeds (their spread is
     large, log sd about 0.5)."""
     config = table.Config(problem=Problem(n_train=16, n_test=16, steps=10), widths=(64, 1024), seeds=4,
-                          times=(10,), wide_widths=(), linear_widths=())
+                          times=(10,), wide_widths=(), wide_times=None, linear_widths=(), small_step_width=1024)
     gaps = table.measure(config, STREAMS).measured["gap_emp"]
     geometric = np.exp(np.mean(np.log(gaps), axis=1))
     assert geometric[1] < geometric[0] / 2, geometric

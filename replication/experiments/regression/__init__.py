@@ -58,8 +58,9 @@ class Config:
 
 _FULL_WIDTHS = (16, 64, 256, 1000, 4096, 16384, 65536)
 PRESETS = {"quick": Config(),
-           "full": Config(table=table.Config(widths=_FULL_WIDTHS, seeds=16, wide_widths=(262144,),
-                                             linear_widths=(262144, 1048576)),
+           "full": Config(table=table.Config(widths=_FULL_WIDTHS, seeds=16, wide_widths=(262144,), wide_times=None,
+                                             linear_widths=(262144, 1048576), small_step_width=16384),
+                          convergence=convergence.Config(widths=(256, 4096, 16384)),
                           spectral=spectral.Config(widths=(8192, 32768, 131072), seeds=8),
                           control=control.Config(widths=(256, 1024, 4096, 16384, 65536, 262144), seeds=16),
                           errata=errata.Config(widths=_FULL_WIDTHS, draws=32))}

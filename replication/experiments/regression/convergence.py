@@ -32,7 +32,7 @@ SECTION = "To convergence: an ill-conditioned kernel amplifies the fluctuations"
 @dataclass(frozen=True)
 class Config:
     problem: Problem = Problem()
-    widths: tuple[int, ...] = (256, 4096, 16384)   # one network each
+    widths: tuple[int, ...] = (256, 4096)   # one network each (the full preset adds 16384)
     # Heavy ball is tuned for the closed-form training NTK's curvature range, its top
     # widened by this for a finite network's kernel (width 16's top eigenvalue is 1.75x the limit's).
     curvature_margin: float = 4.0

@@ -102,9 +102,12 @@ def cells(trained: dict, times, learning_rate: float, n: int) -> Cells:
     scale = learning_rate * np.asarray(times, np.float64) / n
     for i, w in enumerate(widths):
         for j, path in enumerate(trained[w]):
-            out["nonlinear"][i, j], out["linear"][i, j], out["trained"][i, j] = path.nonlinear, path.linear, path.trained
-            out["epsilon"][i, j] = path.kernel_change * scale
-            out["epsilon0"][i, j] = path.kernel_deviation * scale
+            # A path stopped at a prefix of the times (the widest widths) leaves NaN after it.
+            k = len(path.nonlinear)
+            out["nonlinear"][i, j, :k], out["linear"][i, j, :k] = path.nonlinear, path.linear[:k]
+            out["trained"][i, j, :k] = path.trained
+            out["epsilon"][i, j, :k] = path.kernel_change * scale[:k]
+            out["epsilon0"][i, j, :k] = path.kernel_deviation * scale[:k]
     return Cells(widths, np.asarray(times), seeds=np.array([len(trained[w]) for w in widths]), **out)
 
 
@@ -242,11 +245,13 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
     gamma_j, gamma_ci, _ = _jackknife_over_seeds(lambda keep: collapse(c, keep)[1], c)
     n_x, kappa = crossover(c)
     kappa_j, kappa_ci, _ = _jackknife_over_seeds(lambda keep: crossover(c, keep)[1], c)
-    widest = int(c.widths[-1])
+    # Mode by mode: the widest width whose networks were trained to the last time.
+    widest = int(max(w for w, paths in result.trained.items() if len(paths[0].nonlinear) == len(times)))
+    row = list(c.widths).index(widest)
     ratios, factor, t_mode = mode_rates(result.trained, widest, times, config.mode_window)
     # A mode is in the first-order regime while the kernel's change is small next to its eigenvalue:
     # lambda_k >= mode_margin ||Theta_N(t) - Theta_N(0)||_op at the time it is compared.
-    change = dict(zip(times, _gm(c.epsilon)[-1] * n / (lr * np.asarray(times, np.float64))))
+    change = dict(zip(times, _gm(c.epsilon)[row] * n / (lr * np.asarray(times, np.float64))))
     margin = np.array([result.eigenvalues[k] / change[t_mode[k]] if np.isfinite(t_mode[k]) and t_mode[k] > 0
                        else np.nan for k in range(len(factor))])
     measurable = np.isfinite(factor) & np.all(np.isfinite(ratios), axis=0)
@@ -317,8 +322,9 @@ def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma
     pick = [j for j in range(len(t)) if t[j] in (20, 200, t[-1])] or list(range(len(t)))
     rows = []
     for i, w in enumerate(c.widths):
-        rows.append([int(w), int(c.seeds[i])] + [f"{tot[i, j]:.2e} ({nl[i, j]:.1e} / {ln[i, j]:.1e}; "
-                                                 f"eps {eps[i, j]:.2g})" for j in pick])
+        rows.append([int(w), int(c.seeds[i])] + [f"{tot[i, j]:.2e} ({nl[i, j]:.1e} / {ln[i, j]:.1e}; eps {eps[i, j]:.2g})"
+                                                 if np.isfinite(tot[i, j]) else "(not trained to this time)"
+                                                 for j in pick])
     lin_rows = []
     for w in lin_widths:
         g = np.exp(np.mean(np.log(lin[w]), axis=0))
@@ -341,14 +347,20 @@ def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma
         ok = np.isfinite(eps[:, j]) & np.isfinite(nl[:, j]) & (c.widths >= config.linear_fit_from)
         if ok.sum() >= 2:
             per_t.append(f"t = {int(t[j])}: {np.polyfit(np.log(eps[ok, j]), np.log(nl[ok, j]), 1)[0]:.2f}")
-    ratio_t = ", ".join(f"{x:.3g}" for x in nl[-1] / eps[-1])
+    ratio_t = ", ".join(f"{x:.3g}" for x in (nl[-1] / eps[-1])[np.isfinite(eps[-1])])
     eps0_range = f"{np.nanmin(eps0):.2g}-{np.nanmax(eps0):.2g}"
+    reached = np.isfinite(eps[:, -1])
+    wide_last = np.flatnonzero(np.isfinite(eps[-1]))
+    wide_text = (f" (trained to t = {int(t[wide_last[-1]])})" if len(wide_last) and wide_last[-1] < len(t) - 1 else "")
+    last = int(c.widths[reached][-1])
+    late = (f"above 1 at every width trained to that time (to {last})" if np.all(eps[reached, -1] > 1)
+            else "below 1 from width " + str(int(c.widths[reached][np.argmax(eps[reached, -1] <= 1)])))
     inside_band = abs(lin_fit.ci[0] - config.expected_exponent) <= config.exponent_tolerance and \
         abs(lin_fit.ci[1] - config.expected_exponent) <= config.exponent_tolerance
     lin_heading = (f" falls as width^(-1/2) from width {config.linear_fit_from}." if inside_band
                    else ", against width.")
     return f"""
-The table's networks, and {int(c.seeds[-1])} at width {int(c.widths[-1])}, stopped at t = {", ".join(map(str, t))}:
+The table's networks, and {int(c.seeds[-1])} at width {int(c.widths[-1])}{wide_text}, stopped at t = {", ".join(map(str, t))}:
 RMS gap of test outputs, trained vs closed form (nonlinear part / linear part; epsilon of the kernel's
 change in training, eta t ||Theta_N(t) - Theta_N(0)||_op / n), geometric means over seeds:
 
@@ -371,14 +383,13 @@ orders the cells: over every cell, log(nonlinear) = a + {alpha:.2f} log(epsilon)
 (the collapse claim asks whether the width term vanishes). At each time separately, across the widths
 from {config.linear_fit_from}, the nonlinear part is first order in epsilon, slope about 1 on log axes:
 {"; ".join(per_t)}. Across times it is not: at width {int(c.widths[-1])}, nonlinear part / epsilon is
-{ratio_t} at t = {", ".join(str(int(x)) for x in t)}: epsilon orders the cells at each time, not across
+{ratio_t} at t = {", ".join(str(int(x)) for x in t[np.isfinite(eps[-1])])}: epsilon orders the cells at each time, not across
 times. A candidate for why, not tested here: the kernel's change acts on the residual, which shrinks as
 training proceeds (the top modes are gone in a few steps), and epsilon is built on the initial one. Where epsilon <= {fmt(config.small_epsilon)}
 ({len(used)} cells: {", ".join(f"{w} at t = {tt}" for w, tt in used)}), the total gap falls as
 width^({beta:+.2f}) with one exponent shared by every t. The width at which epsilon = 1 grows with t:
 {cross or "no time crosses epsilon = 1 inside the ladder"}; fitted, N_x ~ t^({kappa:.2f}), against the
-derived t^2. At the table's t = {int(t[-1])}, epsilon is {"above 1 at every trained width" if np.all(eps[:, -1] > 1)
-else "below 1 only from width " + str(int(c.widths[np.argmax(eps[:, -1] <= 1)]))}; the fitted line puts epsilon = 1 at
+derived t^2. At the table's t = {int(t[-1])}, epsilon is {late}; the fitted line puts epsilon = 1 at
 t = {int(t[-1])} near width {crossover_at(c, n_x, t[-1]):.3g}. That is why the table's claim at that time
 does not see width^(-1/2): its ladder ends before the regime where the kernel's change is first order.
 

@@ -48,7 +48,7 @@ class Config:
     n: int = 64                                  # equispaced training angles
     frequencies: tuple[int, ...] = (1, 2, 4, 6)  # the target's modes: cos(k theta + k)
     widths: tuple[int, ...] = (8192, 32768)      # the claims read the widest
-    seeds: int = 4
+    seeds: int = 3
     # The step: this fraction of the stability limit 2 n / lambda_max (so that the fastest target mode
     # takes about ten steps to decay, and its rate is resolved step by step).
     step_fraction: float = 0.2

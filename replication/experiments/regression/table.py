@@ -14,7 +14,7 @@ linearisation (the kernel's change in training), linearisation against the
 closed form (the init kernel's fluctuation, carried by the dynamics). The
 linearisation trained by gradient descent is exactly the discrete recursion
 with the network's NTK at init, computed in float64 by its formula
-(``replication.kernels.one_hidden_layer_ntk``). A paired check at the widest
+(``replication.kernels.one_hidden_layer_ntk``). A paired check at one
 width trains the same networks with a smaller step for the same ``eta t``.
 
 Every network is stopped at the ``times`` on its way to ``steps``, and the
@@ -60,10 +60,14 @@ class Config:
     # and wider still, the linear part alone (no training: the empirical NTK in float64).
     wide_widths: tuple[int, ...] = (65536,)
     wide_seeds: int = 2
+    # ... stopped at these times (a prefix of ``times``): the crossover widths and the first-order
+    # cells it adds are at t <= 500 (None: all of ``times``).
+    wide_times: tuple[int, ...] | None = (10, 20, 50, 100, 200, 500)
     linear_widths: tuple[int, ...] = (65536, 262144)
     linear_seeds: int = 8
-    # The widest width again, with the step divided by this for as many times the steps (the same eta t).
+    # One width again (small_step_width), with the step divided by this for as many times the steps (the same eta t).
     small_step_factor: int = 4
+    small_step_width: int = 4096     # one of ``widths``
     # A paired check (the same network, two step sizes), so one seed shows whether the step
     # matters: the pair's difference is what is read, not the spread over seeds.
     small_step_seeds: int = 1
@@ -74,6 +78,8 @@ class Config:
     def __post_init__(self):
         if self.times[-1] != self.problem.steps:
             raise ValueError(f"times must end at the problem's steps ({self.problem.steps}); got {self.times}")
+        if self.wide_times is not None and tuple(self.times[:len(self.wide_times)]) != tuple(self.wide_times):
+            raise ValueError(f"wide_times must be a prefix of times; got {self.wide_times} and {self.times}")
 
 
 @dataclass
@@ -106,7 +112,8 @@ def measure(config: Config, streams: Streams) -> Result:
         for w, seeds in ladder:
             trained[w] = []
             for s in range(seeds):
-                path = follow(limit, w, streams.network("networks", w, s), config.times)
+                wide = w not in config.widths and config.wide_times is not None
+                path = follow(limit, w, streams.network("networks", w, s), config.wide_times if wide else config.times)
                 trained[w].append(_light(path))
                 bar.update()
                 if w not in config.widths:
@@ -127,9 +134,10 @@ def measure(config: Config, streams: Streams) -> Result:
                 linear[w].append(_light(follow(limit, w, streams.network("networks", w, s), config.times,
                                                trained=False)))
                 bar.update()
-    small = {"width": config.widths[-1], "factor": config.small_step_factor,
+    small = {"width": config.small_step_width, "factor": config.small_step_factor,
              "seeds": min(config.small_step_seeds, config.seeds),
-             "gap": float(np.mean(m["gap_trained"][-1, :config.small_step_seeds])),
+             "gap": float(np.mean(m["gap_trained"][config.widths.index(config.small_step_width),
+                                                   :config.small_step_seeds])),
              "gap_small": smaller_step_gap(config, streams, limit)}
     return Result(
         widths=config.widths, measured=m, diverged=sum(x.diverged for v in trained.values() for x in v),
@@ -145,8 +153,8 @@ def _light(path: Path) -> Path:
 
 
 def smaller_step_gap(config: Config, streams: Streams, limit: Limit) -> float:
-    """The table's gap at the widest width, the same networks, step / ``small_step_factor`` at the same eta t."""
-    p, f, width = config.problem, config.small_step_factor, config.widths[-1]
+    """The table's gap at ``small_step_width``, the same networks, step / ``small_step_factor`` at the same eta t."""
+    p, f, width = config.problem, config.small_step_factor, config.small_step_width
     slow = gradient_descent_mse(limit.kernel[:limit.n, :limit.n], limit.y_train, limit.learning_rate / f,
                                 discrete=True)
     gaps = []
