@@ -31,6 +31,12 @@ JOBS ?= 2
 .PHONY: all setup test bench landing clean-reports $(EXPERIMENTS)
 
 # Every report, JOBS at a time, then the landing page of verdicts built from their sidecars.
+# JOBS experiments on as many cores: one BLAS thread each (numpy's), so that one experiment's
+# threads do not spin on the core the other needs (measured: regression's kernels took 2.3x their
+# time alone beside another experiment with two threads each).
+ifneq ($(JOBS),1)
+all: export OPENBLAS_NUM_THREADS ?= 1
+endif
 all: | $(STAMP)
 	@$(MAKE) --no-print-directory -j$(JOBS) $(EXPERIMENTS)
 	@$(MAKE) --no-print-directory landing
