@@ -53,7 +53,7 @@ class Config:
     # takes about ten steps to decay, and its rate is resolved step by step).
     step_fraction: float = 0.2
     # Each mode's rate is fitted where its residual is between these fractions of its start ...
-    window: tuple[float, float] = (0.9, 0.01)
+    window: tuple[float, float] = (0.9, 0.05)
     # ... and, for the claims, at least this many times the residual outside the target's modes, which
     # the nonlinear training puts there (relative to the mode's start): where the mode's dynamics is
     # first order, the margin of the regime section's mode claim (replication.experiments.regression.regime).
