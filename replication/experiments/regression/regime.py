@@ -43,6 +43,7 @@ No networks of its own: everything is measured by the table study
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,9 @@ def cells(trained: dict, times, learning_rate: float, n: int) -> Cells:
 def _gm(a, keep=None, axis=1):
     """Geometric mean over seeds (``axis``), over the seed indices ``keep`` only, NaN ignored."""
     a = a if keep is None else np.take(a, keep, axis=axis)
-    with np.errstate(all="ignore"):
+    # A cell no seed reached (a width trained to fewer times) is NaN, without a warning.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.exp(np.nanmean(np.log(a), axis=axis))
 
 

@@ -193,7 +193,9 @@ def findings(config: Config, result: Spectral) -> Findings:
     off = result.off_target.max(axis=2)                                   # (n_widths, seeds)
     floors = config.first_order_margin * off.mean(axis=1) * np.sqrt(len(config.frequencies))
     q0, q1 = result.quotient0[-1], result.quotient[-1]
-    ordered = bool(np.all(np.diff(np.nanmean(ratio[-1] * predicted, axis=0)) < 0))
+    rate = ratio[-1] * predicted                                          # (seeds, n_modes)
+    fitted = np.isfinite(rate).any(axis=0)
+    ordered = bool(fitted.all() and np.all(np.diff(np.nanmean(rate, axis=0)) < 0))
     body = f"""
 {config.n} equispaced angles on the unit circle, x = (cos theta, sin theta); the worked example's network
 (one hidden ReLU layer, NTK parameterization, W_std = {fmt(config.problem.W_std)}, b_std =
