@@ -207,7 +207,7 @@ frequencies above 1 nearly vanish for ReLU; the target avoids them). Gradient de
 decay rate is fitted by least squares on log axes where its residual is below {fmt(config.window[0])} of its start
 and in its first-order range: above {fmt(config.first_order_margin)} times the largest residual that training
 puts outside the target's modes (relative to the mode's start; that residual peaks at
-{", ".join(f"{100 * x:.2g}%" for x in off.mean(axis=1))} of |y| at widths {", ".join(map(str, config.widths))}, so
+{", ".join(f"{100 * x:.2g}%" for x in off.mean(axis=1))} of |y| at width{"s" if len(config.widths) > 1 else ""} {", ".join(map(str, config.widths))}, so
 the fit stops at {", ".join(f"{x:.2g}" for x in floors)} of the start). In brackets, the rate fitted down to
 {fmt(config.window[1])} of the start regardless. Measured over closed-form rate, mean +- sd over networks, and the
 mode's Rayleigh quotient under the widest networks' own NTK over lambda_k, at init -> at the end of
