@@ -70,7 +70,8 @@ def _planted_cells(exponent_nl, exponent_eps, seeds=3):
     eps = eps * np.exp(0.01 * rng.standard_normal(eps.shape))
     nl = 0.1 * eps ** exponent_nl
     linear = widths[:, None, None] ** -0.5 * np.ones_like(eps)
-    return Cells(widths, times, nl, linear, nl + linear, eps, eps, np.full(len(widths), seeds))
+    return Cells(widths, times, nonlinear=nl, linear=linear, trained=nl + linear, kernel_change=eps, epsilon=eps,
+                 epsilon0=eps, seeds=np.full(len(widths), seeds))
 
 
 def test_regime_recovers_a_planted_crossover_and_collapse():
@@ -79,7 +80,7 @@ def test_regime_recovers_a_planted_crossover_and_collapse():
     from replication.experiments.regression import regime
 
     c = _planted_cells(1.0, 1.0)
-    widths, kappa = regime.crossover(c)
+    widths, (kappa, _) = regime.crossover(c)
     np.testing.assert_allclose(widths, c.times ** 2, rtol=0.05)
     assert abs(kappa - 2) < 0.02, kappa
     alpha, gamma = regime.collapse(c)
@@ -116,6 +117,5 @@ def test_control_refuses_a_time_before_every_mode_has_decayed():
     from replication.experiments.regression import control
 
     config = control.Config(widths=(64, 128), seeds=2, times=(10,))
-    result = control.measure(config, STREAMS)
     with pytest.raises(ValueError, match="train longer"):
-        control.findings(config, result)
+        control.measure(config, STREAMS)

@@ -67,6 +67,11 @@ class Result:
 
 def measure(config: Config, streams: Streams) -> Result:
     limit = Limit(config.problem, streams)
+    t = config.times[-1]
+    decay = limit.learning_rate * limit.eigenvalues[0] * t / limit.n
+    if decay < config.min_decay:   # refused before any network is trained
+        raise ValueError(f"control: eta lambda_min t / n = {decay:.2g} at t = {t}, below {config.min_decay}; "
+                         f"train longer")
     shape = (len(config.widths), config.seeds, len(config.times))
     gaps = {k: np.empty(shape) for k in ("trained", "nonlinear", "linear", "epsilon")}
     scale = limit.learning_rate * np.asarray(config.times, np.float64) / limit.n
@@ -84,9 +89,6 @@ def measure(config: Config, streams: Streams) -> Result:
 def findings(config: Config, result: Result) -> Findings:
     p, lam, t = config.problem, result.eigenvalues, config.times[-1]
     decay = result.learning_rate * lam[0] * t / p.n_train
-    if decay < config.min_decay:
-        raise ValueError(f"control: eta lambda_min t / n = {decay:.2g} at t = {t}, below {config.min_decay}; "
-                         f"train longer")
     g = result.gaps
     fits = {k: fit_finite(config.widths, g[k][:, :, -1]) for k in ("trained", "nonlinear", "linear")}
     claim = Claim.of_fit(fits["trained"], id="control_gap_rate", section=SECTION,

@@ -212,28 +212,25 @@ def follow(limit: Limit, width: int, key, times: tuple[int, ...], trained: bool 
                 kernel_deviation=float(np.linalg.norm(k0[:n, :n] - limit.kernel[:n, :n], 2)), f0=f0, kernel0=k0)
     if not trained:
         return path
-    optimizer = limit.optimizer
-    x_test = jnp.asarray(limit.x_test)
     out = {"nonlinear": [], "trained": [], "kernel_change": [], "residual_modes": [limit.modes(limit.y64 - f0[:n])]}
-    x_train = jnp.asarray(limit.x_train)
-    losses, done, diverged = [], 0, False
+    done, diverged = 0, False
     for t, f_lin, f_closed in zip(times, lin, closed):
         while done < t:
             segment = next(k for k in sorted(segments, reverse=True) if done + k <= t)
-            run = fit(loss, params, optimizer, segment, args=(limit.x_train, limit.y_train))
+            run = fit(loss, params, limit.optimizer, segment, args=(limit.x_train, limit.y_train))
             params, done, diverged = run.params, done + segment, diverged or bool(run.diverged)
-            losses.append(np.asarray(run.losses))
-        f_test = np.asarray(apply(params, x_test), np.float64)
+        f_test = np.asarray(apply(params, limit.x_test), np.float64)
         k_t = one_hidden_layer_ntk(spec, params, limit.x_train)
         out["nonlinear"].append(rms(f_test, f_lin))
         out["trained"].append(rms(f_test, f_closed))
         out["kernel_change"].append(float(np.linalg.norm(k_t - k0[:n, :n], 2)))
-        out["residual_modes"].append(limit.modes(limit.y64 - np.asarray(apply(params, x_train), np.float64)))
-    final = float(np.mean((np.asarray(apply(params, x_train), np.float64) - limit.y64) ** 2) / 2)
+        out["residual_modes"].append(limit.modes(limit.y64 - np.asarray(apply(params, limit.x_train), np.float64)))
     decay = limit.decay(np.array((0, *times)))
+    modes = np.array(out.pop("residual_modes"))
+    # The eigenvectors are an orthonormal basis: the loss ratio is that of the residuals' norms, squared.
     return dataclasses.replace(path, **{k: np.array(v) for k, v in out.items()}, f_test=f_test,
-                               limit_residual_modes=decay * out["residual_modes"][0],
-                               loss_ratio=final / float(losses[0][0]), diverged=diverged)
+                               residual_modes=modes, limit_residual_modes=decay * modes[0],
+                               loss_ratio=float(np.sum(modes[-1] ** 2) / np.sum(modes[0] ** 2)), diverged=diverged)
 
 
 _COMPILED: dict = {}

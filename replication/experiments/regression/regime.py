@@ -90,6 +90,7 @@ class Cells:
     nonlinear: np.ndarray
     linear: np.ndarray
     trained: np.ndarray
+    kernel_change: np.ndarray    # ||Theta_N(t) - Theta_N(0)||_op on the training inputs
     epsilon: np.ndarray          # of the kernel's change in training
     epsilon0: np.ndarray         # of the kernel's deviation at init
     seeds: np.ndarray            # per width
@@ -102,15 +103,15 @@ def cells(trained: dict, times, learning_rate: float, n: int) -> Cells:
     widths = np.array(sorted(trained))
     s = max(len(v) for v in trained.values())
     shape = (len(widths), s, len(times))
-    out = {k: np.full(shape, np.nan) for k in ("nonlinear", "linear", "trained", "epsilon", "epsilon0",
-                                               "epsilon_integrated")}
+    out = {k: np.full(shape, np.nan) for k in ("nonlinear", "linear", "trained", "kernel_change", "epsilon",
+                                               "epsilon0", "epsilon_integrated")}
     scale = learning_rate * np.asarray(times, np.float64) / n
     for i, w in enumerate(widths):
         for j, path in enumerate(trained[w]):
             # A path stopped at a prefix of the times (the widest widths) leaves NaN after it.
             k = len(path.nonlinear)
             out["nonlinear"][i, j, :k], out["linear"][i, j, :k] = path.nonlinear, path.linear[:k]
-            out["trained"][i, j, :k] = path.trained
+            out["trained"][i, j, :k], out["kernel_change"][i, j, :k] = path.trained, path.kernel_change
             out["epsilon"][i, j, :k] = path.kernel_change * scale[:k]
             out["epsilon0"][i, j, :k] = path.kernel_deviation * scale[:k]
             r = np.linalg.norm(path.residual_modes, axis=1)            # at 0 and at each stop
@@ -166,8 +167,9 @@ def collapse(c: Cells, keep=None, epsilon=None):
 
 def crossover(c: Cells, keep=None):
     """Per time, the width where epsilon (geometric mean over seeds) crosses 1, interpolated on log axes
-    between neighbouring widths (``nan`` where the ladder does not cross it); and ``kappa``, the slope of
-    log crossover width against log t over the times that cross."""
+    between neighbouring widths (``nan`` where the ladder does not cross it); and the line
+    ``(kappa, log c)`` of log crossover width against log t over the times that cross (NaN with fewer
+    than two)."""
     eps = _gm(c.epsilon, keep)
     out = np.full(len(c.times), np.nan)
     lw = np.log(c.widths)
@@ -178,23 +180,13 @@ def crossover(c: Cells, keep=None):
                 out[j] = np.exp(lw[i] + (0 - le[i]) * (lw[i + 1] - lw[i]) / (le[i + 1] - le[i]))
                 break
     ok = np.isfinite(out)
-    kappa = float(np.polyfit(np.log(c.times[ok]), np.log(out[ok]), 1)[0]) if ok.sum() >= 2 else np.nan
-    return out, kappa
-
-
-def crossover_at(c: Cells, n_x: np.ndarray, t: float) -> float:
-    """The crossover width at time ``t`` from the fitted line log N_x = log c + kappa log t."""
-    ok = np.isfinite(n_x)
-    if ok.sum() < 2:
-        return np.nan
-    slope, intercept = np.polyfit(np.log(c.times[ok]), np.log(n_x[ok]), 1)
-    return float(np.exp(intercept + slope * np.log(t)))
+    line = np.polyfit(np.log(c.times[ok]), np.log(out[ok]), 1) if ok.sum() >= 2 else np.full(2, np.nan)
+    return out, line
 
 
 def _jackknife_over_seeds(stat, c: Cells):
     """Delete-one jackknife over seed indices (each seed index is one replicate of the whole ladder)."""
-    seeds = np.arange(c.nonlinear.shape[1])
-    return jackknife(lambda keep: stat(keep), seeds)
+    return jackknife(stat, np.arange(c.nonlinear.shape[1]))
 
 
 def mode_rates(trained: dict, width: int, times, window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,7 +207,7 @@ def mode_rates(trained: dict, width: int, times, window) -> tuple[np.ndarray, np
         chosen[k], factor[k] = t_all[j], limit[j, k]
         for s, p in enumerate(paths):
             r = p.residual_modes[j, k] / p.residual_modes[0, k]
-            ratios[s, k] = np.log(abs(r)) / np.log(factor[k]) if r > 0 else np.nan
+            ratios[s, k] = np.log(r) / np.log(factor[k]) if r > 0 else np.nan
     return ratios, factor, chosen
 
 
@@ -246,25 +238,25 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
     s_min = min(len(lin[w]) for w in fit_w)
     lin_fit = fit_power_law(fit_w, np.array([lin[w][:s_min, -1] for w in fit_w]))
 
-    beta, used = asymptotic_exponent(c, config.small_epsilon)
+    _, used = asymptotic_exponent(c, config.small_epsilon)
     # Each seed index is an independent replicate of the ladder: its own shared slope over the same cells
     # (those of its widths), and a Student-t interval over the seeds' slopes, as for every width fit.
     inside = _gm(c.epsilon) <= config.small_epsilon
     per_seed = np.array([asymptotic_exponent(c, config.small_epsilon, [s], inside)[0]
                          for s in range(c.nonlinear.shape[1])])
     beta_j, beta_ci = t_interval(per_seed[np.isfinite(per_seed)])
-    alpha, gamma = collapse(c)
+    alpha, _ = collapse(c)
     alpha_int, gamma_int = collapse(c, epsilon=c.epsilon_integrated)
     gamma_j, gamma_ci, _ = _jackknife_over_seeds(lambda keep: collapse(c, keep)[1], c)
-    n_x, kappa = crossover(c)
-    kappa_j, kappa_ci, _ = _jackknife_over_seeds(lambda keep: crossover(c, keep)[1], c)
+    n_x, line = crossover(c)
+    kappa_j, kappa_ci, _ = _jackknife_over_seeds(lambda keep: crossover(c, keep)[1][0], c)
     # Mode by mode: the widest width whose networks were trained to the last time.
     widest = int(max(w for w, paths in result.trained.items() if len(paths[0].nonlinear) == len(times)))
     row = list(c.widths).index(widest)
     ratios, factor, t_mode = mode_rates(result.trained, widest, times, config.mode_window)
     # A mode is in the first-order regime while the kernel's change is small next to its eigenvalue:
     # lambda_k >= mode_margin ||Theta_N(t) - Theta_N(0)||_op at the time it is compared.
-    change = dict(zip(times, _gm(c.epsilon)[row] * n / (lr * np.asarray(times, np.float64))))
+    change = dict(zip(times, _gm(c.kernel_change)[row]))
     margin = np.array([result.eigenvalues[k] / change[t_mode[k]] if np.isfinite(t_mode[k]) and t_mode[k] > 0
                        else np.nan for k in range(len(factor))])
     measurable = np.isfinite(factor) & np.all(np.isfinite(ratios), axis=0)
@@ -310,7 +302,7 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
                      f"claimed mode's eigenvalue",
               interval_method=f"Student-t over {len(mode_mean)} networks", n_seeds=len(mode_mean)),
     ]
-    body = _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta_j, used, alpha, gamma_j, n_x, kappa_j,
+    body = _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta_j, used, alpha, gamma_j, n_x, line, kappa_j,
                  ratios, factor, t_mode, measurable, margin, widest, result, gap_share, mode_share,
                  (alpha_int, gamma_int))
     figures = [Figure("regime_epsilon", _figure(c, lin, lin_widths),
@@ -323,13 +315,14 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
               "linear_infinity": {str(w): lin_inf[w] for w in lin_widths},
               "crossover_width": n_x, "kappa": kappa_j, "collapse_alpha": alpha, "collapse_gamma": gamma_j,
               "asymptotic_exponent": beta_j, "epsilon_integrated": c.epsilon_integrated,
-              "collapse_integrated": {"alpha": alpha_int, "gamma": gamma_int}, "asymptotic_cells": used, "mode_ratios": ratios,
+              "collapse_integrated": {"alpha": alpha_int, "gamma": gamma_int}, "asymptotic_cells": used,
+              "mode_ratios": ratios,
               "mode_factor": factor, "mode_time": t_mode, "mode_width": widest,
               "gap_share_slow_modes": gap_share, "slow_mode_share": mode_share}
     return claims, Section(SECTION, body, figures), series
 
 
-def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma, n_x, kappa, ratios, factor,
+def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma, n_x, line, kappa, ratios, factor,
           t_mode, measurable, margin, widest, result, gap_share, mode_share, integrated) -> str:
     t = c.times
     alpha_int, gamma_int = integrated
@@ -409,7 +402,7 @@ stays, so the shrinking residual does not account for it, at the resolution of t
 width^({beta:+.2f}) with one exponent shared by every t. The width at which epsilon = 1 grows with t:
 {cross or "no time crosses epsilon = 1 inside the ladder"}; fitted, N_x ~ t^({kappa:.2f}), against the
 derived t^2. At the table's t = {int(t[-1])}, epsilon is {late}; the fitted line puts epsilon = 1 at
-t = {int(t[-1])} near width {crossover_at(c, n_x, t[-1]):.3g}. That is why the table's claim at that time
+t = {int(t[-1])} near width {np.exp(np.polyval(line, np.log(t[-1]))):.3g}. That is why the table's claim at that time
 does not see width^(-1/2): its ladder ends before the regime where the kernel's change is first order.
 
 **Mode by mode**, width {widest}: the training residual's component along each eigenvector of the

@@ -37,7 +37,7 @@ from replication.kernels import one_hidden_layer_ntk
 from replication.report import Claim, Figure, Findings, Section, fmt, markdown_table, mean_sd
 from replication.stats import t_interval
 from replication.sweep import Streams, progress
-from replication.train import fit, mse
+from replication.train import fit, mse_loss
 
 SECTION = "Spectral bias on the circle"
 
@@ -118,7 +118,7 @@ def measure(config: Config, streams: Streams) -> Spectral:
                 f0 = np.asarray(module.apply(params, xj), np.float64)[:, 0]
                 # The centred network: trained on y + f0, its residual starts at y.
                 target = y + f0
-                run = fit(_loss(module), params, optimizer, steps, record=_outputs(module), record_every=1,
+                run = fit(mse_loss(module.apply), params, optimizer, steps, record=_outputs(module), record_every=1,
                           args=(xj, jnp.asarray(target, jnp.float32)[:, None]))
                 r = target[None] - np.asarray(run.records, np.float64)     # (steps + 1, n)
                 residual[i, s] = np.abs(r @ v.T) / np.abs(y @ v.T)
@@ -133,11 +133,6 @@ def measure(config: Config, streams: Streams) -> Spectral:
 def _steps(config: Config, eigenvalues, lr) -> int:
     """Enough steps for the slowest target mode to fall to half the window's end."""
     return int(np.ceil(np.log(config.window[1] / 2) / np.log1p(-lr * min(eigenvalues) / config.n)))
-
-
-@lru_cache(maxsize=None)
-def _loss(module):
-    return lambda p, x, y: mse(module.apply(p, x), y)
 
 
 @lru_cache(maxsize=None)

@@ -6,8 +6,9 @@ NTK dynamics at the same ``t`` started from its own initial outputs ``f0``,
 
     f_test(t) = f0_test + Theta_test,train Theta^-1 (I - (I - eta Theta / n)^t) (y - f0_train),
 
-(the same discrete steps, so the step size adds nothing), and kernel regression with its empirical NTK at init (``t -> infinity``,
-``f0 = 0``) with the closed-form NTK's. Both gaps are predicted to fall as
+(the same discrete steps, so the step size adds nothing), and kernel
+regression with its empirical NTK at init (``t -> infinity``, ``f0 = 0``)
+with the closed-form NTK's. Both gaps are predicted to fall as
 ``width^(-1/2)`` (Jacot et al. 2018; Lee et al. 2019). The first is split
 by the network's linearisation around its init: network against
 linearisation (the kernel's change in training), linearisation against the
@@ -26,9 +27,8 @@ smaller-step check retrains the first of each).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import optax
@@ -100,7 +100,6 @@ class Result:
 def measure(config: Config, streams: Streams) -> Result:
     p = config.problem
     limit = Limit(p, streams)
-    n, lr = limit.n, limit.learning_rate
     # Kernel regression (t -> infinity) by a direct solve, as for the empirical kernels below.
     closed_regression = limit.predict(None, np.zeros((len(limit.x), 1)))
     m = {k: np.empty((len(config.widths), config.seeds)) for k in MEASURED}
@@ -111,9 +110,9 @@ def measure(config: Config, streams: Streams) -> Result:
                   "regression") as bar:
         for w, seeds in ladder:
             trained[w] = []
+            times = config.wide_times if w not in config.widths and config.wide_times else config.times
             for s in range(seeds):
-                wide = w not in config.widths and config.wide_times is not None
-                path = follow(limit, w, streams.network("networks", w, s), config.wide_times if wide else config.times)
+                path = follow(limit, w, streams.network("networks", w, s), times)
                 trained[w].append(_light(path))
                 bar.update()
                 if w not in config.widths:
@@ -143,7 +142,7 @@ def measure(config: Config, streams: Streams) -> Result:
         widths=config.widths, measured=m, diverged=sum(x.diverged for v in trained.values() for x in v),
         closed_regression_mse=test_mse(closed_regression, limit.y_test),
         mean_predictor_gap=rms(limit.predict(p.steps, np.zeros((len(limit.x), 1))), closed_regression),
-        eigenvalues=limit.eigenvalues, learning_rate=lr, smaller_step=small,
+        eigenvalues=limit.eigenvalues, learning_rate=limit.learning_rate, smaller_step=small,
         data_keys=(streams.offset("train_inputs"), streams.offset("test_inputs")), trained=trained, linear=linear)
 
 
