@@ -180,16 +180,16 @@ def empirical_ntk_row(apply_fn: Callable, params: Any, x0: jax.Array, x: jax.Arr
     return fn(params, x0, x)
 
 
+_DERIVATIVES = {
+    "relu": (lambda h: np.maximum(h, 0.0), lambda h: (h > 0).astype(np.float64)),
+    "erf": (lambda h: _erf(h), lambda h: 2 / np.sqrt(np.pi) * np.exp(-h * h)),
+}
+
+
 def _erf(h):
     from scipy.special import erf
 
     return erf(h)
-
-
-_DERIVATIVES = {   # activation: (sigma, sigma')
-    "relu": (lambda h: np.maximum(h, 0.0), lambda h: (h > 0).astype(np.float64)),
-    "erf": (_erf, lambda h: 2 / np.sqrt(np.pi) * np.exp(-h * h)),
-}
 
 
 def one_hidden_layer_ntk(spec, params: Any, x1, x2=None, *, chunk: int = 8192) -> np.ndarray:
@@ -230,7 +230,7 @@ def one_hidden_layer_ntk(spec, params: Any, x1, x2=None, *, chunk: int = 8192) -
         u = slice(s, s + chunk)
         h1 = hidden.weight_multiplier * x1 @ w[:, u] + hidden.bias_multiplier * beta[u]
         phi1, g1 = sigma(h1), derivative(h1) * a[u]
-        if symmetric:   # x2 is x1: its pre-activations are h1
+        if symmetric:   # A @ A.T: BLAS's symmetric product, half the work
             out += phi1 @ phi1.T + (g1 @ g1.T) * inner
         else:
             h2 = hidden.weight_multiplier * x2 @ w[:, u] + hidden.bias_multiplier * beta[u]
