@@ -230,7 +230,7 @@ def one_hidden_layer_ntk(spec, params: Any, x1, x2=None, *, chunk: int = 8192) -
         u = slice(s, s + chunk)
         h1 = hidden.weight_multiplier * x1 @ w[:, u] + hidden.bias_multiplier * beta[u]
         phi1, g1 = sigma(h1), derivative(h1) * a[u]
-        if symmetric:   # A @ A.T: BLAS's symmetric product, half the work
+        if symmetric:   # x2 = x1: the second pre-activation is the first
             out += phi1 @ phi1.T + (g1 @ g1.T) * inner
         else:
             h2 = hidden.weight_multiplier * x2 @ w[:, u] + hidden.bias_multiplier * beta[u]

@@ -235,9 +235,9 @@ def test_cnn_on_patches_is_the_same_network(readout, depth):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-def _small_sweep(name, widths, lr_fraction, steps=40, linearise=True, centred_seeds=0):
+def _small_sweep(name, widths, lr_fraction, steps=40, linearise=True, centred_seeds=0, early=()):
     """``trained.measure`` of one architecture, two seeds, on 50 training and 50 test digits."""
-    ladder = Ladder(widths)
+    ladder = Ladder(widths, early)
     config = trained.Config(task=Task(n_train=50, n_test=50), architectures=(name,), mlp=ladder,
                             deep_mlp=ladder, cnn=ladder, seeds=2, linearise=(name,) if linearise else (),
                             centred_seeds=centred_seeds, lr_fraction=lr_fraction, steps=steps)
@@ -337,3 +337,75 @@ def test_digits_runs_end_to_end_on_a_tiny_config(tmp_path):
     assert "correct_net" not in side["series"]["trained"]["mlp-1"]
     for name in ("gap", "accuracy", "centred"):
         assert (tmp_path / "figures" / f"digits_{name}.png").exists()
+
+
+def test_networks_are_stopped_on_their_way_and_start_on_the_closed_form():
+    """Each network is measured at its stops and at the end (an early width at the stops to step 4);
+    the end is the table's gap, exactly. At the
+    first stop (t = 1) the network has taken one gradient step and the closed form one step of its
+    recursion, so their difference is (eta / (n k)) (Theta_N(0) - Theta) r_0 on the test inputs to first
+    order in the step, with the network's full NTK (its output blocks too: they are O(width^-1/2) as well):
+    a known answer. At 0.05 of the stable step the second-order term is about 0.05 of the first; demanded
+    10%."""
+    lr_fraction, width = 0.05, 64
+    m = _small_sweep("mlp-1", (width,), lr_fraction, steps=20, linearise=False, early=(256,))
+    assert m["gap_along"].shape == (1, 2, 6)
+    # The early width is trained through the stops up to step 4 (1, 2, 4) and measured there only.
+    early = m["early"]["gap_along"]
+    assert early.shape == (1, 2, 6) and np.all(np.isfinite(early[..., :3])) and np.all(np.isnan(early[..., 3:]))
+    np.testing.assert_array_equal(m["gap_along"][..., -1], m["rmse"])
+    assert np.all(m["kernel_change_along"] > 0) and np.all(m["kernel_deviation"] > 0)
+    # The same network by hand: the sweep's data, step and key.
+    data = digits(n_train=50, n_test=50)
+    task = Task(n_train=50, n_test=50)
+    spec = task.spec("mlp-1", width)
+    xtr, xte = (jnp.asarray(Digits.flat(x)) for x in (data.x_train, data.x_test))
+    (k_tt, k_te) = closed_form_kernels(spec, Digits.flat(data.x_train), Digits.flat(data.x_test), 50)["ntk"]
+    n, k = data.y_train.shape
+    lr = m["learning_rate"]
+    module = spec.flax()
+    params = module.init(Streams(0, D.STREAMS).network("networks", width, 0), xtr[:1])
+    ntk = nt.empirical_ntk_fn(module.apply, trace_axes=(), vmap_axes=0,
+                              implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
+    theta_te = np.asarray(ntk(xte, xtr, params), np.float64)                  # (m, n, k, k)
+    r0 = np.asarray(module.apply(params, xtr), np.float64) - data.y_train
+    deviation = theta_te - np.asarray(k_te)[:, :, None, None] * np.eye(k)
+    first_order = lr / (n * k) * np.einsum("anij,nj->ai", deviation, r0)
+    predicted = np.sqrt(np.mean(first_order ** 2))
+    assert abs(m["gap_along"][0, 0, 0] / predicted - 1) < 0.1, (m["gap_along"][0, 0, 0], predicted)
+
+
+def test_regime_claims_the_rate_on_the_first_order_cells_only():
+    """Planted: a gap of width^(-1/2) (each t its own prefactor) where the kernel's change is small and a
+    flat one elsewhere; epsilon = t^2 / width in the study's units. The claim fits the small-epsilon cells
+    only and recovers -1/2; the crossover width is t^2 (kappa = 2)."""
+    from types import SimpleNamespace
+
+    from replication.experiments.digits import regime
+
+    config = trained.Config(stops=(1, 2, 4, 8), steps=16, seeds=3, kernel_points=10)
+    times, widths = np.array(config.times, float), np.array([16, 64, 256, 1024, 4096, 16384])
+    lr, k, points = 0.5, 10, 10
+    eps = times[None, None] ** 2 / widths[:, None, None] * np.ones((1, 3, 1))
+    gap = np.where(eps <= 0.1, widths[:, None, None] ** -0.5 * times[None, None], 0.3)
+    m = {"width": list(widths), "learning_rate": lr, "gap_along": gap * np.exp(0.01 * np.arange(3))[None, :, None],
+         "kernel_change_along": eps * points * k / (lr * times), "kernel_deviation": np.ones((6, 3)),
+         "kernel_relative_change": np.full((6, 3), 0.01),
+         "early": {"width": [], **{key: np.zeros((0, 3, len(times))) for key in ("gap_along", "kernel_change_along")},
+                   "kernel_deviation": np.zeros((0, 3))}}
+    result = SimpleNamespace(networks={"mlp-1": m}, outputs=k, n_train=100)
+    claims, section, series = regime.findings(config, result)
+    np.testing.assert_allclose(series["mlp-1"]["epsilon"], eps)
+    (claim,) = claims
+    assert claim.id == "digits_gap_rate_mlp-1" and claim.verdict == "holds", claim
+    assert abs(claim.measured + 0.5) < 1e-6
+    assert all(eps[list(widths).index(w), 0, list(times).index(t)] <= 0.1 for w, t in series["mlp-1"]["asymptotic_cells"])
+    ok = np.isfinite(series["mlp-1"]["crossover_width"])
+    np.testing.assert_allclose(series["mlp-1"]["crossover_width"][ok], times[ok] ** 2, rtol=1e-6)
+    assert abs(series["mlp-1"]["crossover_exponent"] - 2) < 1e-6
+
+
+def test_stops_must_lie_inside_the_training_run():
+    config = trained.Config(task=Task(n_train=50, n_test=50), architectures=("mlp-1",), stops=(4, 2), steps=10)
+    with pytest.raises(ValueError, match="stops must increase strictly"):
+        trained.measure(config, Streams(0, D.STREAMS))

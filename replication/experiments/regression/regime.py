@@ -122,7 +122,7 @@ def cells(trained: dict, times, learning_rate: float, n: int) -> Cells:
     return Cells(widths, np.asarray(times), seeds=np.array([len(trained[w]) for w in widths]), **out)
 
 
-def _gm(a, keep=None, axis=1):
+def seed_geometric_mean(a, keep=None, axis=1):
     """Geometric mean over seeds (``axis``), over the seed indices ``keep`` only, NaN ignored."""
     a = a if keep is None else np.take(a, keep, axis=axis)
     # A cell no seed reached (a width trained to fewer times) is NaN, without a warning.
@@ -135,9 +135,9 @@ def asymptotic_exponent(c: Cells, small: float, keep=None, inside=None):
     """The total gap's exponent in width, one slope shared by every time, each time its own prefactor,
     over the cells whose epsilon (every seed's geometric mean) is at most ``small``, or over the cells
     ``inside`` ``(n_widths, n_times)``; with the cells used. ``keep``: the seed indices averaged."""
-    gap = _gm(c.trained, keep)
+    gap = seed_geometric_mean(c.trained, keep)
     if inside is None:
-        inside = _gm(c.epsilon) <= small
+        inside = seed_geometric_mean(c.epsilon) <= small
     inside = inside & np.isfinite(gap)
     rows, cols, y = [], [], []
     used = [j for j in range(len(c.times)) if inside[:, j].sum() >= 2]
@@ -154,10 +154,23 @@ def asymptotic_exponent(c: Cells, small: float, keep=None, inside=None):
     return float(beta), cols
 
 
+def asymptotic_fit(c: Cells, small: float):
+    """``asymptotic_exponent`` with its interval: ``(exponent, interval, cells used, per-seed exponents)``.
+
+    Each seed index is an independent replicate of the ladder: its own shared slope over the same cells
+    (those of its widths), and a Student-t interval over the seeds' slopes, as for every width fit.
+    """
+    _, used = asymptotic_exponent(c, small)
+    inside = seed_geometric_mean(c.epsilon) <= small
+    per_seed = np.array([asymptotic_exponent(c, small, [s], inside)[0] for s in range(c.trained.shape[1])])
+    beta, ci = t_interval(per_seed[np.isfinite(per_seed)])
+    return beta, ci, used, per_seed
+
+
 def collapse(c: Cells, keep=None, epsilon=None):
     """``log nonlinear = a + alpha log epsilon + gamma log width`` over every cell: ``(alpha, gamma)``.
     ``gamma = 0`` if epsilon (default ``c.epsilon``) alone orders the cells."""
-    eps, gap = _gm(c.epsilon if epsilon is None else epsilon, keep), _gm(c.nonlinear, keep)
+    eps, gap = seed_geometric_mean(c.epsilon if epsilon is None else epsilon, keep), seed_geometric_mean(c.nonlinear, keep)
     ok = np.isfinite(eps) & np.isfinite(gap) & (gap > 0)
     w = np.broadcast_to(c.widths[:, None], eps.shape)
     x = np.c_[np.ones(ok.sum()), np.log(eps[ok]), np.log(w[ok])]
@@ -170,7 +183,7 @@ def crossover(c: Cells, keep=None):
     between neighbouring widths (``nan`` where the ladder does not cross it); and the line
     ``(kappa, log c)`` of log crossover width against log t over the times that cross (NaN with fewer
     than two)."""
-    eps = _gm(c.epsilon, keep)
+    eps = seed_geometric_mean(c.epsilon, keep)
     out = np.full(len(c.times), np.nan)
     lw = np.log(c.widths)
     for j in range(len(c.times)):
@@ -238,13 +251,7 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
     s_min = min(len(lin[w]) for w in fit_w)
     lin_fit = fit_power_law(fit_w, np.array([lin[w][:s_min, -1] for w in fit_w]))
 
-    _, used = asymptotic_exponent(c, config.small_epsilon)
-    # Each seed index is an independent replicate of the ladder: its own shared slope over the same cells
-    # (those of its widths), and a Student-t interval over the seeds' slopes, as for every width fit.
-    inside = _gm(c.epsilon) <= config.small_epsilon
-    per_seed = np.array([asymptotic_exponent(c, config.small_epsilon, [s], inside)[0]
-                         for s in range(c.nonlinear.shape[1])])
-    beta_j, beta_ci = t_interval(per_seed[np.isfinite(per_seed)])
+    beta_j, beta_ci, used, per_seed = asymptotic_fit(c, config.small_epsilon)
     alpha, _ = collapse(c)
     alpha_int, gamma_int = collapse(c, epsilon=c.epsilon_integrated)
     gamma_j, gamma_ci, _ = _jackknife_over_seeds(lambda keep: collapse(c, keep)[1], c)
@@ -256,7 +263,7 @@ def findings(config: Config, table_config, result) -> tuple[list[Claim], Section
     ratios, factor, t_mode = mode_rates(result.trained, widest, times, config.mode_window)
     # A mode is in the first-order regime while the kernel's change is small next to its eigenvalue:
     # lambda_k >= mode_margin ||Theta_N(t) - Theta_N(0)||_op at the time it is compared.
-    change = dict(zip(times, _gm(c.kernel_change)[row]))
+    change = dict(zip(times, seed_geometric_mean(c.kernel_change)[row]))
     margin = np.array([result.eigenvalues[k] / change[t_mode[k]] if np.isfinite(t_mode[k]) and t_mode[k] > 0
                        else np.nan for k in range(len(factor))])
     measurable = np.isfinite(factor) & np.all(np.isfinite(ratios), axis=0)
@@ -326,8 +333,8 @@ def _body(config, c, lin, lin_inf, lin_widths, lin_fit, beta, used, alpha, gamma
           t_mode, measurable, margin, widest, result, gap_share, mode_share, integrated) -> str:
     t = c.times
     alpha_int, gamma_int = integrated
-    eps, nl, ln, tot = (_gm(a) for a in (c.epsilon, c.nonlinear, c.linear, c.trained))
-    eps0 = _gm(c.epsilon0)
+    eps, nl, ln, tot = (seed_geometric_mean(a) for a in (c.epsilon, c.nonlinear, c.linear, c.trained))
+    eps0 = seed_geometric_mean(c.epsilon0)
     pick = [j for j in range(len(t)) if t[j] in (20, 200, t[-1])] or list(range(len(t)))
     rows = []
     for i, w in enumerate(c.widths):
@@ -431,7 +438,7 @@ def _figure(c: Cells, lin: dict, lin_widths: list):
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    eps, nl = _gm(c.epsilon), _gm(c.nonlinear)
+    eps, nl = seed_geometric_mean(c.epsilon), seed_geometric_mean(c.nonlinear)
     ln = np.array([np.exp(np.mean(np.log(lin[w]), axis=0)) for w in lin_widths])
     lw = np.asarray(lin_widths, np.float64)
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(c.widths)))

@@ -1,0 +1,177 @@
+"""Where the kernel regime begins on the digits: the gap along training against the kernel's change.
+
+Every trained network (``trained``) is stopped at a few early steps on its
+way to the table's ``steps``. At each stop ``t`` and at the end it gives the
+RMS gap of its test outputs to the closed form at step ``t`` from its own
+initial outputs, and its empirical NTK's change since init,
+``||Theta_N(t) - Theta_N(0)||_op``, on a fixed draw of training images.
+
+The gap's asymptotic rate, ``width^(-1/2)``, is first-order perturbation
+theory in the kernel. Gradient descent multiplies the training residual by
+``(I - eta Theta / (n k))`` per step (``mse`` is a mean over the ``n k``
+outputs), so a change ``Delta`` of the kernel moves the outputs at step
+``t`` by at most ``||Delta||_op eta t / (n k)`` times the initial residual to
+first order, and the dimensionless size of the change over the window is
+
+    epsilon = ||Theta_N(t) - Theta_N(0)||_op eta t / (n k),
+
+the regression experiment's ``epsilon``
+(``replication.experiments.regression.regime``) with ``k`` outputs. On ``p``
+training images ``||.||_op / p`` estimates the norm of the kernel's integral
+operator, as ``||.||_op / n`` does on all of them, so ``n`` becomes ``p``.
+At the step ``0.5 x 2 n k / lambda_max`` used here, ``eta / (n k) = 1 /
+lambda_max``: epsilon is ``t`` times the kernel's change in units of the
+closed form's largest eigenvalue.
+
+The rate is claimed where the change is first order, over the cells
+``(width, t)`` with ``epsilon <= small_epsilon`` (as in the regression
+experiment), one exponent shared by every ``t``; the crossover width, where
+``epsilon = 1``, is measured at each ``t`` and fitted against ``t``, and the
+whole ladder at ``steps`` is placed against it.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from replication.experiments.regression.regime import (Cells, asymptotic_fit, crossover,
+                                                       seed_geometric_mean)
+from replication.report import Claim, Figure, Section, fmt, markdown_table
+from replication.stats import jackknife
+
+SECTION = "Where the kernel regime begins"
+
+
+def cells(m: dict, times, learning_rate: float, points: int, outputs: int) -> Cells:
+    """One architecture's networks (``trained.sweep``'s arrays: the ladder, then its early widths, NaN after
+    the step they were trained to) as ``Cells`` ``(widths, seeds, times)``."""
+    early = m["early"]
+
+    def both(key):
+        return np.concatenate([np.asarray(m[key], np.float64), np.asarray(early[key], np.float64)])
+
+    scale = learning_rate * np.asarray(times, np.float64) / (points * outputs)
+    change = both("kernel_change_along")
+    nan = np.full_like(change, np.nan)   # the gap is not split along training
+    widths = np.array([*m["width"], *early["width"]])
+    return Cells(widths, np.asarray(times), nonlinear=nan, linear=nan, trained=both("gap_along"),
+                 kernel_change=change, epsilon=change * scale,
+                 epsilon0=both("kernel_deviation")[..., None] * scale, seeds=np.full(len(widths), change.shape[1]))
+
+
+def findings(config, result) -> tuple[list[Claim], Section, dict]:
+    """Per architecture: the rate claim over the first-order cells, the crossover width against t."""
+    times, points = config.times, min(config.kernel_points, result.n_train)
+    claims, texts, series, panels = [], [], {}, {}
+    for name, m in result.networks.items():
+        c = cells(m, times, m["learning_rate"], points, result.outputs)
+        beta, ci, used, per_seed = asymptotic_fit(c, config.small_epsilon)
+        n_x, line = crossover(c)
+        seeds = c.trained.shape[1]
+        kappa, kappa_ci, _ = jackknife(lambda keep: crossover(c, keep)[1][0], np.arange(seeds))
+        # Where epsilon = 1 at the table's step, on the fitted line N_x ~ t^kappa.
+        n_x_end = float(np.exp(line[1] + line[0] * np.log(times[-1])))
+        widths_used = sorted({w for w, _ in used})
+        claims.append(Claim(
+            id=f"digits_gap_rate_{name}", section=SECTION,
+            statement=(f"{name}: trained network's test outputs -> closed-form NTK from its own init, same step, "
+                       f"over the cells where the kernel's change is first order (epsilon <= "
+                       f"{fmt(config.small_epsilon)}: {len(used)} cells, widths "
+                       f"{widths_used[0] if used else '-'}-{widths_used[-1] if used else '-'}, t = "
+                       f"{', '.join(str(t) for t in sorted({t for _, t in used})) or '-'}), one exponent shared by every t"),
+            prediction="RMS gap ~ width^(-1/2) where the kernel's change is first order",
+            expected=config.expected_exponent, measured=beta if used else None, ci=ci if used else None,
+            tolerance=config.exponent_tolerance, reason="+-0.1: the exponent band of every width fit",
+            interval_method=f"Student-t over {len(per_seed)} seeds' own shared slopes", n_seeds=seeds,
+            fit_range=(widths_used[0], widths_used[-1]) if used else None))
+        texts.append(_architecture_text(config, name, m, c, used, n_x, kappa, kappa_ci, n_x_end))
+        panels[name] = c
+        series[name] = {"times": list(times), "epsilon": c.epsilon, "epsilon_init": c.epsilon0,
+                        "asymptotic_cells": used, "asymptotic_exponent": beta,
+                        "asymptotic_exponent_per_seed": per_seed, "crossover_width": n_x,
+                        "crossover_exponent": kappa, "crossover_exponent_ci": kappa_ci,
+                        "crossover_width_at_steps": n_x_end}
+    section = Section(SECTION, _intro(config, points) + "\n".join(texts), [
+        Figure("regime", _figure(config, panels), "RMS gap between trained networks' test outputs and the "
+               "closed form from their own init at the same step, against width, one line per step t "
+               "(geometric mean over seeds). Filled markers: cells where the kernel's change is first "
+               f"order (epsilon <= {fmt(config.small_epsilon)}), those the rate claims fit; dashed: "
+               "width^(-1/2).")])
+    return claims, section, series
+
+
+def _intro(config, points: int) -> str:
+    return f"""
+Each network is stopped at steps {', '.join(str(t) for t in config.stops)} on its way to step {config.steps}; at
+each stop and at the end its test outputs are compared with the closed form at that step (gradient
+descent's own discrete recursion, from the network's initial outputs), and its empirical NTK on the
+first {points} training images (a random stratified draw) with its NTK at init. The kernel's
+change over the window, in units of the dynamics, is
+
+    epsilon = ||Theta_N(t) - Theta_N(0)||_op eta t / (n k)
+
+(`||.||_op / {points}` on the drawn images standing for `||.||_op / n`; at this step size
+`eta / (n k) = 1 / lambda_max`, so epsilon is t times the kernel's change in units of the closed form's
+largest eigenvalue). The width^(-1/2) rate is first-order perturbation theory in the kernel, so it is
+claimed over the cells (width, t) whose epsilon (geometric mean over seeds) is at most
+{fmt(config.small_epsilon)}: a first-order expansion's relative error is O(epsilon). One exponent is shared
+by every t, each t with its own prefactor; the interval is Student-t over the seeds' own slopes. The
+crossover width N_x(t), where epsilon = 1, is interpolated on log axes at each t the ladder crosses it, and
+N_x ~ t^kappa fitted; the regression experiment derives kappa = 2 for a kernel whose change grows
+linearly in t at the rate O(1/N), or stays at a fixed O(N^-1/2).
+"""
+
+
+def _architecture_text(config, name, m, c: Cells, used, n_x, kappa, kappa_ci, n_x_end) -> str:
+    eps, gap = seed_geometric_mean(c.epsilon), seed_geometric_mean(c.trained)
+    inside = eps <= config.small_epsilon
+    relative = [f"{np.nanmean(r):.3f}" for r in m["kernel_relative_change"]]
+    relative += ["not trained to it"] * (len(c.widths) - len(relative))
+
+    def cell(i, j):
+        if not np.isfinite(gap[i, j]):
+            return "-"
+        bold = "**" if inside[i, j] else ""
+        return f"{bold}{eps[i, j]:.2g} / {gap[i, j]:.3f}{bold}"
+
+    rows = [[w, *(cell(i, j) for j in range(len(c.times))), relative[i]] for i, w in enumerate(c.widths)]
+    crossing = ", ".join(f"t = {t}: {x:.3g}" for t, x in zip(c.times, n_x) if np.isfinite(x)) or "none on the ladder"
+    kappa_text = ("not fitted (fewer than two steps cross epsilon = 1 on the ladder)" if not np.isfinite(kappa)
+                  else f"kappa = {kappa:.2f} [{kappa_ci[0]:.2f}, {kappa_ci[1]:.2f}] (delete-one jackknife over seeds)")
+    end = ("" if not np.isfinite(n_x_end) else
+           f" On that line epsilon = 1 at step {c.times[-1]} falls near width **{n_x_end:.2g}**; the ladder trained to "
+           f"it ends at {m['width'][-1]}, where epsilon is {eps[len(m['width']) - 1, -1]:.3g} and the kernel has moved by "
+           f"{100 * np.nanmean(m['kernel_relative_change'][-1]):.1f}% (Frobenius) in training.")
+    return f"""
+**{name}**: epsilon / RMS gap of test outputs at each step (geometric means over {c.trained.shape[1]} seeds; bold: the
+first-order cells the claim fits), and the kernel's relative change ||Theta_N(t) - Theta_N(0)||_F / ||Theta_N(0)||_F at
+step {c.times[-1]}.
+
+{markdown_table(["width", *(f"t = {t}" for t in c.times), f"kernel change at t = {c.times[-1]}"], rows)}
+
+Crossover width (epsilon = 1): {crossing}. Fitted N_x ~ t^kappa: {kappa_text}.{end}
+"""
+
+
+def _figure(config, panels: dict):
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), sharey=True, squeeze=False)
+    for ax, (name, c) in zip(axes[0], panels.items()):
+        eps, gap = seed_geometric_mean(c.epsilon), seed_geometric_mean(c.trained)
+        for j, t in enumerate(c.times):
+            color = plt.cm.viridis(j / max(len(c.times) - 1, 1))
+            ax.plot(c.widths, gap[:, j], "-", color=color, lw=1, label=f"t = {t}")
+            inside = eps[:, j] <= config.small_epsilon
+            ax.plot(c.widths[inside], gap[inside, j], "o", color=color, ms=5)
+            ax.plot(c.widths[~inside], gap[~inside, j], "o", mfc="none", color=color, ms=4)
+        w = np.asarray(c.widths, float)
+        ref = np.nanmax(gap[0]) * (w / w[0]) ** config.expected_exponent
+        ax.plot(w, ref, "k--", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("channels" if name.startswith("cnn") else "width")
+        ax.grid(True, alpha=0.25)
+    axes[0, 0].set_ylabel("RMS gap of test outputs")
+    axes[0, -1].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
