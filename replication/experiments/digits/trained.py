@@ -73,7 +73,7 @@ class Config:
     cnn: Ladder = Ladder((2, 8, 32, 128))
     seeds: int = 3                     # independent networks per width
     # Architectures whose networks' linearisations are trained beside them, to split the gap
-    # (as costly again as the networks: the quick preset splits the depth-1 MLP's).
+    # (as costly again as the networks: the full preset splits every architecture, the quick one none).
     linearise: tuple[str, ...] = ("mlp-1",)
     # Centred networks, f(x; theta) - f(x; theta_0): the same networks from the same inits, trained
     # from zero outputs at every width of the ladder, with the first `centred_seeds` seeds (None: all).
