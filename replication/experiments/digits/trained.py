@@ -86,8 +86,9 @@ class Config:
     # is first order there at the ladder's wide end.
     stops: tuple[int, ...] = (1, 2, 4, 8, 16)
     # Training images (the split's first, a random stratified draw; all of them where there are fewer) on
-    # which each network's empirical NTK is computed at init and at every stop. ||Theta||_op / points estimates the norm of the kernel's
-    # integral operator on any sample, as ||Theta||_op / n does on the whole training set.
+    # which each network's empirical NTK is computed at init and at every stop. ||Theta||_op / points
+    # estimates the norm of the kernel's integral operator on any sample, as ||Theta||_op / n does on
+    # the whole training set.
     kernel_points: int = 128
     # The ladders' ``early`` widths are trained through the stops up to this step only.
     early_steps: int = 4
@@ -107,6 +108,11 @@ class Config:
     def times(self) -> tuple[int, ...]:
         """The steps at which every network is measured: the stops, then ``steps``."""
         return (*self.stops, self.steps)
+
+    @property
+    def early_until(self) -> int | None:
+        """The step the early widths are trained to: the last stop at or before ``early_steps``."""
+        return max((t for t in self.stops if t <= self.early_steps), default=None)
 
     def ladder(self, name: str) -> tuple[int, ...]:
         return self._ladder(name).widths
@@ -147,6 +153,8 @@ def measure(config: Config, streams: Streams) -> Result:
     bounds = (0, *config.stops, config.steps)
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"stops must increase strictly between 0 and steps={config.steps}, got {config.stops}")
+    if any(config.early(name) for name in config.architectures) and config.early_until is None:
+        raise ValueError(f"early widths need a stop at or before early_steps={config.early_steps}")
     data = config.task.data(streams)
     n, k = data.y_train.shape
     if config.kernel_points < 2:
@@ -223,16 +231,13 @@ def sweep(config: Config, name: str, data: Digits, k_train, k_test_train, lr: fl
                     m[k][i, s] = v
             bar.update()
         early = config.early(name)
-        until = max((t for t in config.stops if t <= config.early_steps), default=None)
-        if early and until is None:
-            raise ValueError(f"early widths need a stop at or before early_steps={config.early_steps}")
         e = {k: np.full((len(early), config.seeds, *trailing.get(k, ())), np.nan)
              for k in ("diverged", *ALONG, "kernel_deviation")}
         for i, w in enumerate(early):
             module, apply = _network(spec, w)
             for s in range(config.seeds):
                 params = module.init(streams.network("networks", w, s), images[0][:1])
-                for k, v in early_network(problem, apply, params, until).items():
+                for k, v in early_network(problem, apply, params, config.early_until).items():
                     e[k][i, s] = v
             bar.update()
     out = {"width": list(widths), **m, "early": {"width": list(early), **e}}
@@ -270,7 +275,7 @@ def one_network(p: Problem, apply, params, linearise: bool, centre: bool) -> dic
     f0_tr, f0_te = forward(params, p.x_train), forward(params, p.x_test)
     out = centred.one_network(p, loss, forward, params, f0_tr, f0_te) if centre else {}
     run = _along(p, apply, params, f0_tr, f0_te, p.steps)
-    current, own, diverged = run.pop("params"), run.pop("outputs"), run["diverged"]
+    f_te, own, diverged = run.pop("network"), run.pop("outputs"), run["diverged"]
     out.update(run, acc_ntk=accuracy(own, p.labels_test), correct_ntk=own.argmax(-1) == p.labels_test)
     f_lin_te = None
     if linearise:
@@ -285,9 +290,8 @@ def one_network(p: Problem, apply, params, linearise: bool, centre: bool) -> dic
             out["rmse_linear"] = rms(f_lin_te - own)
     if diverged:
         return out  # recorded as diverged; its outputs are not measurements
-    f_te = np.asarray(forward(current, p.x_test), np.float64)
     out.update(acc_net=accuracy(f_te, p.labels_test), correct_net=f_te.argmax(-1) == p.labels_test,
-               rmse=rms(f_te - own), agree=float(np.mean(f_te.argmax(-1) == own.argmax(-1))))
+               rmse=out["gap_along"][-1], agree=float(np.mean(f_te.argmax(-1) == own.argmax(-1))))
     if f_lin_te is not None:
         out["rmse_nonlinear"] = rms(f_te - f_lin_te)
     return out
@@ -305,8 +309,8 @@ def early_network(p: Problem, apply, params, until: int) -> dict:
 def _along(p: Problem, apply, params, f0_tr, f0_te, until: int) -> dict:
     """Gradient descent from ``params`` to step ``until``, stopped at ``p.stops`` before it and at
     ``until``: at each, the test outputs' RMS gap to the closed form at that step and the kernel's change
-    since init (``STOPPED``); with the final ``params``, the closed form's test ``outputs`` at ``until``,
-    divergence and the final over initial loss."""
+    since init (``STOPPED``); with the test outputs of the ``network`` and of the closed form
+    (``outputs``) at ``until``, divergence and the final over initial loss."""
     loss, forward = mse_loss(apply), jitted(apply)
     theta0 = _kernel(apply, params, p.x_kernel)
     out = {"kernel_deviation": _op_norm(theta0 - p.k_kernel), "gap_along": [], "kernel_change_along": []}
@@ -319,9 +323,10 @@ def _along(p: Problem, apply, params, f0_tr, f0_te, until: int) -> dict:
             first_loss = run.losses[0] if first_loss is None else first_loss
         own = p.predict(t, f0_tr, f0_te, p.k_test_train)[1]
         theta = _kernel(apply, current, p.x_kernel)
-        out["gap_along"].append(rms(np.asarray(forward(current, p.x_test), np.float64) - own))
+        f_te = np.asarray(forward(current, p.x_test), np.float64)
+        out["gap_along"].append(rms(f_te - own))
         out["kernel_change_along"].append(_op_norm(theta - theta0))
-    return {**out, "params": current, "outputs": own, "diverged": diverged,
+    return {**out, "network": f_te, "outputs": own, "diverged": diverged,
             "loss_ratio": float(run.losses[-1] / first_loss),
             "kernel_relative_change": float(np.linalg.norm(theta - theta0) / np.linalg.norm(theta0))}
 
