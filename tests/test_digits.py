@@ -403,6 +403,7 @@ def test_regime_claims_the_rate_on_the_first_order_cells_only():
     ok = np.isfinite(series["mlp-1"]["crossover_width"])
     np.testing.assert_allclose(series["mlp-1"]["crossover_width"][ok], times[ok] ** 2, rtol=1e-6)
     assert abs(series["mlp-1"]["crossover_exponent"] - 2) < 1e-6
+    np.testing.assert_allclose(series["mlp-1"]["crossover_epsilon_exponent"][ok], -1.0, rtol=1e-6)
 
 
 def test_stops_must_lie_inside_the_training_run():

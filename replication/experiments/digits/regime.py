@@ -89,6 +89,7 @@ def findings(config, result) -> tuple[list[Claim], Section, dict]:
         series[name] = {"times": list(times), "epsilon": c.epsilon, "epsilon_init": c.epsilon0,
                         "asymptotic_cells": used, "asymptotic_exponent": beta,
                         "asymptotic_exponent_per_seed": per_seed, "crossover_width": n_x,
+                        "crossover_epsilon_exponent": _crossing_slopes(c),
                         "crossover_exponent": kappa, "crossover_exponent_ci": kappa_ci,
                         "crossover_width_at_steps": n_x_end}
     section = Section(SECTION, _intro(config, points) + "\n".join(texts), [
@@ -135,7 +136,9 @@ def _architecture_text(config, name, m, c: Cells, used, n_x, kappa, kappa_ci, n_
         return f"{bold}{eps[i, j]:.2g} / {gap[i, j]:.3f}{bold}"
 
     rows = [[w, *(cell(i, j) for j in range(len(c.times))), relative[i]] for i, w in enumerate(c.widths)]
-    crossing = ", ".join(f"t = {t}: {x:.3g}" for t, x in zip(c.times, n_x) if np.isfinite(x)) or "none on the ladder"
+    slopes = _crossing_slopes(c)
+    crossing = ", ".join(f"t = {t}: {x:.3g} (epsilon ~ width^{b:+.2f} there)"
+                         for t, x, b in zip(c.times, n_x, slopes) if np.isfinite(x)) or "none on the ladder"
     kappa_text = ("not fitted (fewer than two steps cross epsilon = 1 on the ladder)" if not np.isfinite(kappa)
                   else f"kappa = {kappa:.2f} [{kappa_ci[0]:.2f}, {kappa_ci[1]:.2f}] (delete-one jackknife over seeds)")
     end = ("" if not np.isfinite(n_x_end) else
@@ -149,8 +152,24 @@ step {c.times[-1]}.
 
 {markdown_table(["width", *(f"t = {t}" for t in c.times), f"kernel change at t = {c.times[-1]}"], rows)}
 
-Crossover width (epsilon = 1): {crossing}. Fitted N_x ~ t^kappa: {kappa_text}.{end}
+Crossover width (epsilon = 1), with epsilon's local exponent in width between the two widths that
+bracket it: {crossing}. Fitted N_x ~ t^kappa: {kappa_text}.{end} The derivation of kappa = 2 assumes
+epsilon ~ width^(-1/2) (a fixed deviation) or width^(-1) (a drift); where epsilon barely falls with
+width at a crossing, kappa is not that asymptotic exponent.
 """
+
+
+def _crossing_slopes(c: Cells) -> np.ndarray:
+    """Per time, the exponent of epsilon (geometric mean over seeds) in width between the two neighbouring
+    widths that bracket its crossing of 1, as ``crossover`` finds it; NaN where it does not cross."""
+    le, lw = np.log(seed_geometric_mean(c.epsilon)), np.log(c.widths)
+    out = np.full(len(c.times), np.nan)
+    for j in range(len(c.times)):
+        for i in range(len(lw) - 1):
+            if le[i, j] >= 0 > le[i + 1, j]:
+                out[j] = (le[i + 1, j] - le[i, j]) / (lw[i + 1] - lw[i])
+                break
+    return out
 
 
 def _figure(config, panels: dict):
