@@ -391,6 +391,7 @@ def test_regime_claims_the_rate_on_the_first_order_cells_only():
     m = {"width": list(widths), "learning_rate": lr, "gap_along": gap * np.exp(0.01 * np.arange(3))[None, :, None],
          "kernel_change_along": eps * points * k / (lr * times), "kernel_deviation": np.ones((6, 3)),
          "kernel_relative_change": np.full((6, 3), 0.01),
+         "output_blocks": {"step": 4, "points": 10, "change": 1.5, "init_deviation": 2.0},
          "early": {"width": [], **{key: np.zeros((0, 3, len(times))) for key in ("gap_along", "kernel_change_along")},
                    "kernel_deviation": np.zeros((0, 3))}}
     result = SimpleNamespace(networks={"mlp-1": m}, outputs=k, n_train=100)
