@@ -19,8 +19,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/replication/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.1
 
-# By their wall times in `make all` (ntk 525 s, digits 524 s, mup 280 s, nngp 198 s, regression
-# 129 s, lazy 35 s): `make all` runs JOBS experiments at a time, each taking the next one as it
+# By their wall times in `make all` (ntk 498 s, digits 513 s, mup 292 s, nngp 206 s, regression
+# 143 s, lazy 37 s): `make all` runs JOBS experiments at a time, each taking the next one as it
 # finishes, so this order ends both lanes of a 2-core machine together (ntk, mup, lazy on one;
 # digits, nngp, regression on the other).
 EXPERIMENTS := ntk digits nngp mup regression lazy
