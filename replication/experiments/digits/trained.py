@@ -386,7 +386,7 @@ def findings(config: Config, result: Result) -> Findings:
         claims += [rate, accuracy_claim(config, result, name)]
         if "acc_centred" in m:
             claims.append(centred.claim(config, result, name))
-    sections = [trained_section(config, result, fits), regime_section] if config.architectures else []
+    sections = [trained_section(config, result, fits, regime_series), regime_section] if config.architectures else []
     if any("acc_centred" in m for m in result.networks.values()):
         sections.append(centred.section(config, result))
     series = {name: {**{k: v for k, v in m.items() if k not in ("mean_prediction", *PER_IMAGE)},
@@ -414,9 +414,9 @@ def accuracy_claim(config: Config, result: Result, name: str) -> Claim:
 
 
 
-def trained_section(config: Config, result: Result, fits: dict) -> Section:
+def trained_section(config: Config, result: Result, fits: dict, regime_series: dict) -> Section:
     text = "\n".join(_architecture_text(config, result, name, fits[name]) for name in result.networks)
-    return Section(SECTION, text + _paired_text(config, result) + _ladder_note(config, result), [
+    return Section(SECTION, text + _paired_text(config, result) + _ladder_note(config, result, regime_series), [
         Figure("gap", _gap_figure(config, result, fits), "RMS difference between each trained network's "
                "test outputs and the closed-form NTK prediction from its own init at the same step (left), "
                "and for the linearised architectures that gap split into network vs its linearisation and "
@@ -513,13 +513,11 @@ form {fitted("rmse_linear")}. At width {m["width"][-1]} the larger part is {domi
 """
 
 
-def _ladder_note(config: Config, result: Result) -> str:
+def _ladder_note(config: Config, result: Result, regime_series: dict) -> str:
     """What the whole-ladder exponents at the last step are, and where the rate is claimed instead."""
     unsplit = [name for name in result.networks if "rmse_linear" not in result.networks[name]]
-    points = min(config.kernel_points, result.n_train)
-    # epsilon of the kernel's change at the last step, at each ladder's widest width (geometric mean over seeds)
-    widest = {name: float(np.exp(np.nanmean(np.log(m["kernel_change_along"][-1, :, -1])))
-                          * m["learning_rate"] * config.steps / (points * result.outputs))
+    # epsilon (``regime``) at the last step, at each ladder's widest width (geometric mean over seeds)
+    widest = {name: float(np.exp(np.nanmean(np.log(regime_series[name]["epsilon"][len(m["width"]) - 1, :, -1]))))
               for name, m in result.networks.items()}
     where = ", ".join(f"{name} {e:.2g}" for name, e in widest.items())
     reading = ("far from first order on every ladder here, so the exponents above are pre-asymptotic"
