@@ -127,8 +127,8 @@ _DETERMINISM = textwrap.dedent("""
     quick = mup.PRESETS["quick"]
     mup.PRESETS["quick"] = dataclasses.replace(
         quick, coordinates=dataclasses.replace(quick.coordinates, widths=(32, 128), steps=3),
-        transfer=dataclasses.replace(quick.transfer, widths=(128, 256), log2_learning_rates=(-4, -2, 0),
-                                     steps=10, n_inputs=16),
+        transfer=dataclasses.replace(quick.transfer, widths=(128, 256), steps=10, sgd_log2_lr_halves=(-6, -2),
+                                     adam_log2_lr_halves=(-16, -12), log2_alpha_halves=(-2, 2), bootstrap=20),
         initialisation=dataclasses.replace(quick.initialisation, widths=(64, 256)),
         trained=dataclasses.replace(quick.trained, widths=(64, 256)),
         limit=dataclasses.replace(

@@ -184,3 +184,91 @@ def test_the_table_printed_is_the_one_implemented():
         for column, optimizer in ((3, "sgd"), (4, "adam")):
             factor = learning_rate_factors("mup", role, R, optimizer)[index]
             assert factor == value[row[column]], (row, optimizer)
+
+
+# ---- Hyperparameter transfer on digits (``mup/transfer.py``) ----
+
+def test_optimum_is_the_vertex_of_a_log_parabola():
+    """A curve exp(a (g - g0)^2) has a parabola for its log: the vertex through the least point
+    and its neighbours is g0 exactly, wherever g0 falls between grid points; at the edge, the edge
+    point and ``inside`` False."""
+    from replication.experiments.mup.transfer import optimum
+
+    grid = np.arange(-10, 1) / 2.0
+    for g0 in (-3.3, -2.0, -1.76):
+        value, inside = optimum(grid, 0.01 * np.exp(0.7 * (grid - g0) ** 2))
+        assert inside and value == pytest.approx(g0, abs=1e-12)
+    value, inside = optimum(grid, np.exp(grid))   # least at the grid's low end: not bracketed
+    assert not inside and value == grid[0]
+    curve = 0.01 * np.exp((grid + 2.6) ** 2)
+    curve[grid > -2.6] = np.inf                   # the neighbour above diverged: the grid point
+    assert optimum(grid, curve) == (-3.0, True)
+
+
+def test_bootstrap_slope_recovers_a_planted_shift():
+    """Curves with optimum log2 lr = c - width_exponent log2 width and seed noise: the slope's
+    bootstrap interval contains the planted exponent and has width of order noise / (span sqrt(seeds))."""
+    from replication.experiments.mup import transfer
+
+    c = transfer.Config(widths=(128, 256, 512, 1024), seeds=16, bootstrap=500)
+    grid = np.arange(-12, 1) / 2.0
+    rng = np.random.default_rng(1)
+    for planted in (-1.0, 0.0):
+        centre = -2.0 + planted * np.log2(np.asarray(c.widths) / 128)
+        shift = rng.normal(0, 0.2, (len(c.widths), c.seeds))
+        losses = 0.01 * np.exp(0.5 * (grid - (centre[:, None, None] + shift[..., None])) ** 2)
+        fitted = transfer.fit_sweep(c, grid, losses, rng)
+        assert fitted.inside.all()
+        lo, hi = fitted.slope_ci
+        assert lo < planted < hi and hi - lo < 0.25, (planted, fitted.slope_ci)
+
+
+def test_learning_rate_as_a_factor_on_the_update_is_the_optimizer_at_that_rate():
+    """The transfer program runs each optimizer at rate 1 and multiplies its update by the grid's
+    rate; for SGD with momentum and for Adam (muP's per-layer factors included) that is optax's
+    own optimizer at that rate: the same minibatch losses to float32 rounding."""
+    from replication.experiments.mup import transfer
+    from replication.train import mse
+
+    spec = MLP(256, 1, "relu", W_std=2**0.5, b_std=0.1, out_dim=3, parameterization="mup", base_width=64)
+    module = spec.flax()
+    x = jax.random.normal(jax.random.PRNGKey(1), (40, 5))
+    y = jnp.tanh(x[:, :3])
+    order = jnp.asarray(np.random.default_rng(0).integers(0, 40, (12, 8)), jnp.int32)
+    params = module.init(jax.random.PRNGKey(2), x[:1])
+    for name, lr, options in (("sgd", 0.05, {"momentum": 0.9}), ("adam", 0.01, {})):
+        run = transfer._program(module, spec.optimizer(name, 1.0, **options), tail_steps=12)
+        train, _ = run(params, jnp.asarray([lr, 2 * lr]), jnp.asarray([1.0, 1.0]), order, x, y, x, y)
+        opt = spec.optimizer(name, lr, **options)
+        p, state, losses = params, opt.init(params), []
+        for idx in order:
+            loss, g = jax.value_and_grad(lambda q: mse(module.apply(q, x[idx]), y[idx]))(p)
+            u, state = opt.update(g, state, p)
+            p = optax.apply_updates(p, u)
+            losses.append(loss)
+        assert np.isfinite(train).all()
+        assert float(train[0]) == pytest.approx(float(np.mean(losses)), rel=1e-5), name
+        assert float(train[1]) != pytest.approx(float(train[0]), rel=1e-3)
+
+
+def test_small_transfer_study():
+    """Two widths, a few steps: muP at the base width is SP's runs; a rate far past the edge is
+    recorded as diverged (inf); every claim is made, each on a bootstrap interval."""
+    from replication.experiments import mup
+    from replication.experiments.mup import transfer
+    from replication.sweep import Streams
+
+    c = transfer.Config(widths=(128, 256), steps=30, seeds=2, sgd_log2_lr_halves=(-6, 12),
+                        adam_log2_lr_halves=(-16, -12), log2_alpha_halves=(-2, 2), bootstrap=50)
+    result = transfer.measure(c, Streams(0, mup.STREAMS))
+    for o in transfer.OPTIMIZERS:
+        assert result.train[o, "standard"].shape == (2, 2, result.log2_lrs[o].size)
+        np.testing.assert_array_equal(result.train[o, "mup"][0], result.train[o, "standard"][0])
+        assert np.isfinite(result.train[o, "mup"][1]).any()
+    assert np.isinf(result.train["sgd", "standard"][:, :, -1]).all()     # 2^6: diverged
+    assert result.alpha_train.shape == (2, 2, 5)
+    found = transfer.findings(c, result)
+    ids = {cl.id for cl in found.claims}
+    assert {f"mup_transfer_slope_{p}_{o}" for p in ("sp", "mup") for o in ("sgd", "adam")} <= ids
+    assert {"mup_transfer_wider_is_better_sgd", "mup_transfer_wider_is_better_adam",
+            "mup_transfer_slope_mup_output_multiplier"} <= ids

@@ -15,7 +15,8 @@ across widths.
 Measured here, with muP as in Tensor Programs V, Table 8 (the `mup`
 package's formulation; the table is in `replication.parametrization` and in
 this report): a coordinate check in the `mup` package's sense, for SP, NTK
-and muP; learning-rate transfer across widths for SP and muP; the three
+and muP; learning-rate transfer on scikit-learn's digits for SP and muP, with
+SGD (momentum) and Adam, and the output multiplier's transfer under muP; the three
 parameterizations' common NNGP at initialisation, against neural-tangents;
 trained networks' distance from the NTK limit; and the infinite-width muP
 network itself, computed by quadrature over its units' initial law
@@ -37,9 +38,9 @@ from replication.sweep import Streams
 STREAMS = {
     "coordinate_inputs": 0,
     "networks": 0,
-    "transfer_inputs": 1,
     "init_inputs": 2,
     "transfer_networks": 30,
+    "transfer_batches": 31,
     "init_networks": 40,
     "limit_inputs": 3,
     "limit_draws": 4,
@@ -65,8 +66,8 @@ PRESETS = {
     "quick": Config(),
     "full": Config(
         coordinates=coordinates.Config(widths=tuple(2**k for k in range(5, 14)), seeds=16),
-        transfer=transfer.Config(widths=(128, 256, 512, 1024, 2048, 4096, 8192), seeds=8, steps=200,
-                                 n_inputs=256),
+        transfer=transfer.Config(widths=(128, 256, 512, 1024, 2048, 4096, 8192), depth=2, seeds=8,
+                                 sgd_log2_lr_halves=(-16, 1), adam_log2_lr_halves=(-28, -7)),
         initialisation=initialisation.Config(seeds=16),
         trained=trained.Config(widths=(64, 256, 1024, 4096, 16384), seeds=8),
         limit=limit.Config(widths=(256, 1024, 4096, 16384, 65536), draws=8, sample_sizes=(16, 32, 64, 128, 256),

@@ -1,179 +1,455 @@
-"""Learning-rate transfer (Tensor Programs V, Figure 1): under muP the best learning rate does not
-move with the width; under SP it does.
+"""Hyperparameter transfer on real data (Tensor Programs V, Figures 1 and 3): under muP the best
+learning rate, and the best output multiplier, do not move with the width; under SP the best
+learning rate moves to smaller values.
 
-Full-batch SGD on ``mse`` for a fixed number of steps, at every learning rate
-``2^k`` of a grid, at every width. The best learning rate of a width is the
-grid point of least mean final training loss over seeds. Under muP it stays
-put across widths and a wider network is never worse; under SP it moves
-towards smaller rates as the width grows.
+MLPs on scikit-learn's 8x8 digits (the whole 1347 / 450 split; centred
+one-hot targets, ``mse``), trained by minibatch SGD with momentum and by
+Adam, at every learning rate ``2^(k/2)`` of a grid, at every width, from
+independent seeds. Per seed the minibatches are one sequence of shuffled
+epochs, shared by every width, parameterization, optimizer and learning rate
+(common random numbers: a width's curve and its neighbour's differ by the
+networks, not by the data's order). A run's training loss is its minibatch
+loss averaged over the last ``tail`` of its steps; its test loss is taken on
+the 450 held-out images at the end.
 
-Random streams: ``transfer_inputs`` (the training set) and
-``transfer_networks`` (the networks).
+A width's optimum is the vertex of the parabola in log2 learning rate
+through the log mean loss at the grid's best point and its two neighbours
+(within half a grid step of the best point). Its interval, and those of
+everything fitted from the optima, are bootstrap intervals over seeds: a
+resample draws the seeds with replacement, the same draw at every width,
+because the widths share each seed's minibatches.
+
+Theory (Tensor Programs V, section 3): in SP a learning rate held fixed
+moves the output by O(width) per step, through the readout (and, for Adam,
+every hidden layer), so the optimal rate falls as ``width^(-1)`` once the
+width is large; under muP every layer moves by O(1), so it is constant.
+
+Random streams: ``transfer_networks`` (the networks' init) and
+``transfer_batches`` (each seed's minibatch order).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 
-from replication.data import sphere_inputs
-from replication.experiments.mup.networks import LABELS, Networks
+from replication.arch import MLP, training_layout
+from replication.data import Digits, digits
+from replication.experiments.mup.networks import LABELS
 from replication.report import Claim, Figure, Findings, Section, fmt, markdown_table
 from replication.sweep import Streams, progress
-from replication.train import fit, mse
+from replication.train import mse
 
-SECTION = "Learning-rate transfer"
+SECTION = "Hyperparameter transfer on digits"
 COMPARED = ("standard", "mup")
+OPTIMIZERS = ("sgd", "adam")
+# Theory's exponent of the optimal learning rate in width, once the width is large.
+THEORY_SLOPE = {"standard": -1.0, "mup": 0.0}
+# Theory's band for muP's slope (log2 optimum per log2 width): a drift of 0.3 octave over the
+# quick ladder's two doublings, under the grid's step of half an octave.
+SLOPE_BAND = 0.15
+SLOPE_REASON = "a drift under the grid's half-octave step over two doublings of width"
 
 
 @dataclass(frozen=True)
 class Config:
-    networks: Networks = field(default_factory=Networks)
     widths: tuple[int, ...] = (128, 256, 512)   # the full preset to 8192
     base_width: int = 128                 # muP equals SP here
-    depth: int = 2
-    n_inputs: int = 64                    # the training set, inputs on the sphere
-    log2_learning_rates: tuple[int, ...] = tuple(range(-8, 3))   # the grid: 2^k
-    steps: int = 60                       # the fixed budget of SGD steps
-    seeds: int = 3                        # independent networks per width
-    # z-score of one width's best loss above the narrower width's best loss that
-    # still counts as "not worse": two standard errors of the difference.
-    z_tolerance: float = 2.0
+    depth: int = 1
+    activation: str = "relu"
+    W_std: float = 2**0.5
+    b_std: float = 0.1
+    batch: int = 32
+    steps: int = 2000
+    tail: float = 0.05                    # the share of the last steps whose loss is averaged
+    momentum: float = 0.9                 # SGD's
+    seeds: int = 5
+    # The learning-rate grids, 2^(k/2) for k in the range: wide enough that every optimum,
+    # SP's at the widest width included, has a grid point on either side.
+    sgd_log2_lr_halves: tuple[int, int] = (-9, -1)
+    adam_log2_lr_halves: tuple[int, int] = (-18, -11)
+    # Second hyperparameter: the output multiplier alpha (the network's output is alpha times
+    # its readout's), under muP with SGD at the base width's best learning rate.
+    log2_alpha_halves: tuple[int, int] = (-4, 2)
+    bootstrap: int = 2000
+    confidence: float = 0.95
+
+
+    def lr_halves(self, optimizer: str) -> tuple[int, int]:
+        return {"sgd": self.sgd_log2_lr_halves, "adam": self.adam_log2_lr_halves}[optimizer]
 
 
 @dataclass
 class Transfer:
-    """``losses[p]``: final training loss ``(n_widths, seeds, n_learning_rates)``, ``inf`` where a
-    run diverged; ``learning_rates`` the grid."""
+    """``train[(optimizer, p)]`` and ``test[...]``: losses ``(n_widths, seeds, n_grid)``, ``inf`` where a
+    run diverged; ``alpha_train`` / ``alpha_test``: muP with SGD over the output multipliers, at the
+    learning rate ``alpha_lr``."""
 
-    learning_rates: np.ndarray
-    losses: dict[str, np.ndarray]
+    log2_lrs: dict
+    train: dict
+    test: dict
+    log2_alphas: np.ndarray
+    alpha_lr: float
+    alpha_train: np.ndarray
+    alpha_test: np.ndarray
+    zero_output_loss: float   # the loss of a network whose output is 0
 
 
-def training_set(config: Config, streams: Streams) -> tuple[jax.Array, jax.Array]:
-    """Inputs on the sphere, target ``sin(2 x_1) + cos(x_2 x_3) / 2``."""
-    x = sphere_inputs(streams.key("transfer_inputs"), config.n_inputs, config.networks.input_dim)
-    return x, jnp.sin(2 * x[:, :1]) + 0.5 * jnp.cos(x[:, 1:2] * x[:, 2:3])
+def _grid(halves) -> np.ndarray:
+    return np.arange(halves[0], halves[1] + 1) / 2.0
 
 
-def _grid_fn(module, optimizer, steps: int):
-    """All seeds and learning rates of one width in one compiled program.
+def _spec(config: Config, p: str, width: int) -> MLP:
+    return MLP(width, config.depth, config.activation, W_std=config.W_std, b_std=config.b_std, out_dim=10,
+               parameterization=p, base_width=config.base_width if p == "mup" else None)
 
-    SGD with step ``eta`` on a loss ``L`` is SGD with step 1 on ``eta L``
-    (per-layer factors included), so the learning rate enters as a traced
-    argument and one program serves the whole grid.
+
+def _program(module, optimizer, tail_steps: int):
+    """One network's init trained at every point of a grid of (learning rate, output multiplier) in
+    one compiled program; minibatches given as an index array ``(steps, batch)``.
+
+    The optimizer runs at learning rate 1 and its update is multiplied by each grid point's rate:
+    SGD with momentum and Adam are both linear in their learning rate, so this is the same
+    optimizer, per-layer factors included, with the rate a traced argument.
     """
-    def loss(p, x, y, eta):
-        return eta * mse(module.apply(p, x), y)
+    def loss(p, x, y, alpha):
+        return mse(alpha * module.apply(p, x), y)
 
-    def one(p, eta, x, y):
-        run = fit(loss, p, optimizer, steps, args=(x, y, eta))
-        final = mse(module.apply(run.params, x), y)
-        return jnp.where(run.diverged | ~jnp.isfinite(final), jnp.inf, final)
+    value_and_grad = jax.vmap(jax.value_and_grad(loss), (0, None, None, 0))
 
-    over_lrs = jax.vmap(one, in_axes=(None, 0, None, None))
-    return jax.jit(jax.vmap(over_lrs, in_axes=(0, None, None, None)))
+    def run(params, lrs, alphas, order, x_train, y_train, x_test, y_test):
+        ps = jax.tree.map(lambda a: jnp.broadcast_to(a, lrs.shape + a.shape), params)
+
+        def step(carry, idx):
+            ps, states = carry
+            losses, grads = value_and_grad(ps, x_train[idx], y_train[idx], alphas)
+            updates, states = jax.vmap(optimizer.update)(grads, states, ps)
+            updates = jax.tree.map(lambda u: u * lrs.reshape(lrs.shape + (1,) * (u.ndim - 1)), updates)
+            return (optax.apply_updates(ps, updates), states), losses
+
+        (ps, _), losses = jax.lax.scan(step, (ps, jax.vmap(optimizer.init)(ps)), order)
+        train = jnp.mean(losses[-tail_steps:], axis=0)
+        test = jax.vmap(loss, (0, None, None, 0))(ps, x_test, y_test, alphas)
+        # A run whose loss left the floats at any step has diverged.
+        diverged = ~jnp.all(jnp.isfinite(losses), axis=0) | ~jnp.isfinite(test)
+        return jnp.where(diverged, jnp.inf, train), jnp.where(diverged, jnp.inf, test)
+
+    with training_layout():
+        return jax.jit(run)
+
+
+def _orders(config: Config, streams: Streams, n_train: int) -> list[np.ndarray]:
+    """Each seed's minibatches: shuffled epochs, cut into ``(steps, batch)``."""
+    rng = streams.numpy("transfer_batches")
+    need = config.steps * config.batch
+    out = []
+    for _ in range(config.seeds):
+        perms = [rng.permutation(n_train) for _ in range(-(-need // n_train))]
+        out.append(np.concatenate(perms)[:need].reshape(config.steps, config.batch).astype(np.int32))
+    return out
 
 
 def measure(config: Config, streams: Streams) -> Transfer:
-    x, y = training_set(config, streams)
-    lrs = 2.0 ** np.asarray(config.log2_learning_rates, dtype=np.float64)
-    losses = {}
-    with progress(len(COMPARED) * len(config.widths), "mup learning-rate transfer") as bar:
-        for p in COMPARED:
-            a = np.empty((len(config.widths), config.seeds, len(lrs)))
-            for i, w in enumerate(config.widths):
-                spec = config.networks.spec(p, w, config.depth, config.base_width)
-                module = spec.flax()
-                keys = jnp.stack([streams.network("transfer_networks", w, s) for s in range(config.seeds)])
-                params = jax.vmap(module.init, (0, None))(keys, x)
-                fn = _grid_fn(module, spec.optimizer("sgd", 1.0), config.steps)
-                a[i] = np.asarray(fn(params, jnp.asarray(lrs, jnp.float32), x, y))
-                bar.update()
-            losses[p] = a
-    return Transfer(lrs, losses)
+    data = digits()
+    arrays = tuple(jnp.asarray(a) for a in (Digits.flat(data.x_train), data.y_train,
+                                             Digits.flat(data.x_test), data.y_test))
+    orders = [jnp.asarray(o) for o in _orders(config, streams, data.x_train.shape[0])]
+    tail_steps = max(1, round(config.tail * config.steps))
+    log2_lrs = {o: _grid(config.lr_halves(o)) for o in OPTIMIZERS}
+    log2_alphas = _grid(config.log2_alpha_halves)
+    shape = (len(config.widths), config.seeds)
+    train, test = {}, {}
+    programs = {}
+
+    def sweep(spec, opt, lrs, alphas, w):
+        key = (spec, opt, lrs.size)
+        if key not in programs:
+            options = {"momentum": config.momentum} if opt == "sgd" else {}
+            programs[key] = _program(spec.flax(), spec.optimizer(opt, 1.0, **options), tail_steps)
+        module = spec.flax()
+        tr, te = [], []
+        for s in range(config.seeds):
+            params = module.init(streams.network("transfer_networks", w, s), arrays[0][:1])
+            a, b = programs[key](params, jnp.asarray(lrs, jnp.float32), jnp.asarray(alphas, jnp.float32),
+                                 orders[s], *arrays)
+            tr.append(np.asarray(a, np.float64))
+            te.append(np.asarray(b, np.float64))
+        return np.stack(tr), np.stack(te)
+
+    total = len(config.widths) * (len(OPTIMIZERS) * len(COMPARED) + 1)
+    with progress(total, "mup hyperparameter transfer") as bar:
+        for opt in OPTIMIZERS:
+            lrs = 2.0 ** log2_lrs[opt]
+            for p in COMPARED:
+                a = np.empty(shape + (lrs.size,))
+                b = np.empty_like(a)
+                for i, w in enumerate(config.widths):
+                    if p == "mup" and w == config.base_width:   # muP is SP there: the same runs
+                        a[i], b[i] = train[opt, "standard"][i], test[opt, "standard"][i]
+                    else:
+                        a[i], b[i] = sweep(_spec(config, p, w), opt, lrs, np.ones_like(lrs), w)
+                    bar.update()
+                train[opt, p], test[opt, p] = a, b
+        # The output multiplier at the base width's best learning rate (muP, SGD), on the grid.
+        base = int(np.argmin(np.mean(train["sgd", "mup"][0], axis=0)))
+        alpha_lr = float(2.0 ** log2_lrs["sgd"][base])
+        alphas = 2.0 ** log2_alphas
+        a = np.empty(shape + (alphas.size,))
+        b = np.empty_like(a)
+        for i, w in enumerate(config.widths):
+            a[i], b[i] = sweep(_spec(config, "mup", w), "sgd", np.full_like(alphas, alpha_lr), alphas, w)
+            bar.update()
+    return Transfer(log2_lrs, train, test, log2_alphas, alpha_lr, a, b, float(mse(0.0, arrays[1])))
 
 
-def best_learning_rates(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per width, the grid index of least mean loss over seeds, that loss and its standard error."""
-    mean = losses.mean(axis=1)  # (widths, lrs); inf where a seed diverged
-    best = np.argmin(mean, axis=1)
-    best_loss = mean[np.arange(losses.shape[0]), best]
-    se = np.array([np.std(losses[i, :, best[i]], ddof=1) / np.sqrt(losses.shape[1])
-                   for i in range(losses.shape[0])])
-    return best, best_loss, se
+def optimum(log2_grid: np.ndarray, curve: np.ndarray) -> tuple[float, bool]:
+    """``(log2 optimum, inside)``: the vertex of the parabola in log loss through the curve's least
+    point and its two neighbours; ``inside`` is False, and the optimum the edge point, when the least
+    point is at the grid's edge. Where a neighbour diverged (``inf``), the least point itself."""
+    best = int(np.argmin(curve))
+    if best in (0, curve.size - 1) or not np.isfinite(curve[best]):
+        return float(log2_grid[best]), False
+    lo, mid, hi = np.log(curve[best - 1:best + 2])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return float(log2_grid[best]), True
+    h = log2_grid[best + 1] - log2_grid[best]
+    curvature = lo - 2 * mid + hi
+    shift = 0.0 if curvature <= 0 else 0.5 * h * (lo - hi) / curvature
+    return float(log2_grid[best] + shift), True
+
+
+def _mean_curves(losses: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Mean over the chosen seeds, per width: ``(n_widths, n_grid)``; ``inf`` where any diverged."""
+    return losses[:, seeds].mean(axis=1)
+
+
+def optima(log2_grid, losses, seeds=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each width's ``optimum`` of the seed-mean curve; and whether it is inside the grid."""
+    seeds = np.arange(losses.shape[1]) if seeds is None else seeds
+    out = [optimum(log2_grid, c) for c in _mean_curves(losses, seeds)]
+    return np.array([o for o, _ in out]), np.array([i for _, i in out])
+
+
+def _slope(log2_widths, values) -> float:
+    return float(np.polyfit(log2_widths, values, 1)[0])
+
+
+def bootstrap(statistic, n_seeds: int, rng: np.random.Generator, draws: int, confidence: float):
+    """``(point, (low, high), values)``: ``statistic(seed indices)`` on all seeds, and the percentile
+    interval of its values over ``draws`` resamples of the seeds with replacement."""
+    point = statistic(np.arange(n_seeds))
+    values = np.array([statistic(rng.integers(0, n_seeds, n_seeds)) for _ in range(draws)])
+    q = (1 - confidence) / 2
+    return point, (float(np.quantile(values, q)), float(np.quantile(values, 1 - q))), values
+
+
+@dataclass
+class Fitted:
+    """One sweep's optima and the slope of log2 optimum against log2 width, with intervals."""
+
+    optima: np.ndarray
+    inside: np.ndarray
+    optima_ci: np.ndarray
+    slope: float
+    slope_ci: tuple[float, float]
+
+
+def fit_sweep(config: Config, log2_grid, losses, rng) -> Fitted:
+    lw = np.log2(np.asarray(config.widths, float))
+    point, inside = optima(log2_grid, losses)
+    per_width = lambda s: optima(log2_grid, losses, s)[0]
+    slope, slope_ci, _ = bootstrap(lambda s: _slope(lw, per_width(s)), losses.shape[1], rng,
+                                   config.bootstrap, config.confidence)
+    _, _, values = bootstrap(per_width, losses.shape[1], rng, config.bootstrap, config.confidence)
+    q = (1 - config.confidence) / 2
+    ci = np.stack([np.quantile(values, q, axis=0), np.quantile(values, 1 - q, axis=0)], axis=1)
+    return Fitted(point, inside, ci, slope, slope_ci)
 
 
 def findings(config: Config, result: Transfer) -> Findings:
-    best = {p: best_learning_rates(a) for p, a in result.losses.items()}
-    shift = {p: int(b[0].max() - b[0].min()) for p, b in best.items()}
-    _, loss, se = best["mup"]
-    z = (loss[1:] - loss[:-1]) / np.sqrt(se[1:] ** 2 + se[:-1] ** 2)
-    widths = config.widths
-    span = f"{widths[0]}-{widths[-1]}"
-    claims = [
-        Claim(id="mup_transfer_mup_best_lr_stable", section=SECTION,
-              statement=f"muP: best learning rate across widths {span} (grid steps of 2x)",
-              prediction="moves at most one grid step", expected=1, measured=shift["mup"], ci=None,
-              tolerance=0, relation="<="),
-        Claim(id="mup_transfer_sp_best_lr_shifts", section=SECTION,
-              statement=f"SP: best learning rate across widths {span} (grid steps of 2x)",
-              prediction="moves by more than one grid step", expected=2, measured=shift["standard"], ci=None,
-              tolerance=0, relation=">="),
-        Claim(id="mup_transfer_wider_is_better", section=SECTION,
-              statement="muP: best loss of each width against the next narrower one (z-score of the increase)",
-              prediction="a wider network is never worse", expected=0.0, measured=float(np.max(z)), ci=None,
-              tolerance=config.z_tolerance, relation="<="),
+    rng = np.random.default_rng(0)
+    lw = np.log2(np.asarray(config.widths, float))
+    fitted = {(o, p): fit_sweep(config, result.log2_lrs[o], result.train[o, p], rng)
+              for o in OPTIMIZERS for p in COMPARED}
+    alpha = fit_sweep(config, result.log2_alphas, result.alpha_train, rng)
+    span = f"{config.widths[0]}-{config.widths[-1]}"
+    method = (f"percentile bootstrap over {config.seeds} seeds ({config.bootstrap} resamples, the same seeds "
+              f"at every width)")
+    claims = []
+    for o in OPTIMIZERS:
+        for p in COMPARED:
+            f = fitted[o, p]
+            ok = bool(f.inside.all())
+            name = {"standard": "sp", "mup": "mup"}[p]
+            common = dict(id=f"mup_transfer_slope_{name}_{o}", section=SECTION,
+                          measured=f.slope if ok else None, ci=f.slope_ci if ok else None,
+                          interval_method=method, n_seeds=config.seeds,
+                          fit_range=(config.widths[0], config.widths[-1]))
+            if p == "mup":
+                claims.append(Claim(
+                    statement=f"muP, {o}: slope of log2 optimal learning rate against log2 width, {span}",
+                    prediction="0: the optimum does not move", expected=0.0, tolerance=SLOPE_BAND,
+                    reason=SLOPE_REASON, **common))
+            else:
+                claims.append(Claim(
+                    statement=f"SP, {o}: slope of log2 optimal learning rate against log2 width, {span} "
+                              f"(theory's large-width value: {THEORY_SLOPE[p]:+.0f})",
+                    prediction="negative: the optimum moves to smaller rates", expected=0.0, tolerance=0.0,
+                    relation="<=", reason="the sign is the claim; the large-width value -1 is compared in "
+                                          "the text", **common))
+    fixed = {}
+    for o in OPTIMIZERS:
+        losses = result.train[o, "mup"]
+        j = int(np.argmin(np.mean(losses[0], axis=0)))
+        stat = lambda s, j=j, losses=losses: _slope(lw, np.log2(_mean_curves(losses, s)[:, j]))
+        value, ci, _ = bootstrap(stat, config.seeds, rng, config.bootstrap, config.confidence)
+        fixed[o] = (j, value, ci)
+        claims.append(Claim(
+            id=f"mup_transfer_wider_is_better_{o}", section=SECTION,
+            statement=f"muP, {o}: slope of log2 training loss against log2 width at the base width's best "
+                      f"learning rate 2^{result.log2_lrs[o][j]:g}, {span}",
+            prediction="<= 0: a wider network is not worse", expected=0.0, tolerance=0.0, relation="<=",
+            reason="theory orders the widths; it gives no size for the gain", measured=value if np.isfinite(value)
+            else None, ci=ci if np.isfinite(value) else None, interval_method=method, n_seeds=config.seeds,
+            fit_range=(config.widths[0], config.widths[-1])))
+    ok = bool(alpha.inside.all())
+    claims.append(Claim(
+        id="mup_transfer_slope_mup_output_multiplier", section=SECTION,
+        statement=f"muP, sgd at learning rate {fmt(result.alpha_lr)}: slope of log2 optimal output multiplier "
+                  f"against log2 width, {span}",
+        prediction="0: the optimum does not move", expected=0.0, tolerance=SLOPE_BAND,
+        reason=SLOPE_REASON, measured=alpha.slope if ok else None,
+        ci=alpha.slope_ci if ok else None, interval_method=method, n_seeds=config.seeds,
+        fit_range=(config.widths[0], config.widths[-1])))
+    series = {"transfer": {
+        "widths": list(config.widths),
+        **{f"log2_lrs/{o}": result.log2_lrs[o] for o in OPTIMIZERS},
+        **{f"train/{o}/{p}": result.train[o, p] for o in OPTIMIZERS for p in COMPARED},
+        **{f"test/{o}/{p}": result.test[o, p] for o in OPTIMIZERS for p in COMPARED},
+        **{f"optimum/{o}/{p}": fitted[o, p].optima for o in OPTIMIZERS for p in COMPARED},
+        **{f"optimum_ci/{o}/{p}": fitted[o, p].optima_ci for o in OPTIMIZERS for p in COMPARED},
+        "log2_alphas": result.log2_alphas, "alpha_lr": result.alpha_lr,
+        "alpha_train": result.alpha_train, "alpha_test": result.alpha_test,
+        "alpha_optimum": alpha.optima, "alpha_optimum_ci": alpha.optima_ci}}
+    figures = [
+        Figure("lr_transfer", _figure(config, result, fitted),
+               "Training loss (mean over seeds, the last 5% of steps) against learning rate, one line per "
+               "width, in Tensor Programs V, Figure 1's layout: one column per parameterization, one row per "
+               "optimizer, a shared y axis in each row. Each width's fitted optimum is marked. Theory: SP's "
+               "optimum moves left as the width grows; muP's stays and wider is better."),
+        Figure("output_multiplier_transfer", _alpha_figure(config, result, alpha),
+               "muP with SGD: training loss against the output multiplier at a fixed learning rate, one line "
+               "per width, fitted optima marked (Tensor Programs V, Figure 3's second hyperparameter)."),
     ]
-    series = {"transfer": {"widths": list(widths), "learning_rates": result.learning_rates,
-                           **{f"loss/{p}": a for p, a in result.losses.items()},
-                           **{f"best_index/{p}": b[0] for p, b in best.items()},
-                           **{f"best_loss/{p}": b[1] for p, b in best.items()}, "z_wider": z}}
-    section = Section(SECTION, _prose(config, result, best, shift, z), [Figure(
-        "lr_transfer", _figure(config, result), "Training loss against learning rate, one line per width "
-        "(geometric mean over seeds). Theory: SP's optimum moves left as the width grows, muP's stays; "
-        "the table above says where each width's optimum is.")])
-    return Findings(claims, [section], series)
+    prose = _prose(config, result, fitted, alpha, fixed)
+    return Findings(claims, [Section(SECTION, prose, figures)], series)
 
 
-def _figure(config: Config, result: Transfer):
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, p in zip(axes, COMPARED):
-        for i, w in enumerate(config.widths):
-            a = result.losses[p][i]
-            # A learning rate where any seed diverged is a gap in the curve.
-            m = np.where(np.all(np.isfinite(a), axis=0),
-                         np.exp(np.mean(np.log(np.where(np.isfinite(a), a, 1.0)), axis=0)), np.nan)
-            ax.plot(np.log2(result.learning_rates), m, "o-", ms=3,
-                    color=plt.cm.viridis(i / max(len(config.widths) - 1, 1)), label=f"width {w}")
-        ax.set(xlabel="log2 learning rate", title=LABELS[p], yscale="log")
-        ax.grid(alpha=0.25)
-    axes[0].set_ylabel(f"training loss after {config.steps} steps")
-    axes[1].legend(fontsize=7)
+def _curve(losses: np.ndarray) -> np.ndarray:
+    """Seed mean per grid point; a point where any seed diverged is a gap (NaN)."""
+    m = losses.mean(axis=0)
+    return np.where(np.isfinite(m), m, np.nan)
+
+
+def _figure(config: Config, result: Transfer, fitted: dict):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.2), sharey="row")
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(config.widths)))
+    for r, o in enumerate(OPTIMIZERS):
+        for c, p in enumerate(COMPARED):
+            ax = axes[r, c]
+            for i, w in enumerate(config.widths):
+                ax.plot(result.log2_lrs[o], _curve(result.train[o, p][i]), "o-", ms=2.5, lw=1.2,
+                        color=colours[i], label=f"width {w}")
+                ax.axvline(fitted[o, p].optima[i], color=colours[i], ls=":", lw=1)
+            ax.set(yscale="log", title=f"{LABELS[p]}, {o}", xlabel="log2 learning rate")
+            ax.grid(alpha=0.25)
+        axes[r, 0].set_ylabel("training loss")
+    axes[0, 1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def _prose(config: Config, result: Transfer, best: dict, shift: dict, z: np.ndarray) -> str:
-    lrs, k = result.learning_rates, config.log2_learning_rates
-    rows = [[w, *(f"{fmt(lrs[best[p][0][i]])} ({best[p][1][i]:.4f} +- {best[p][2][i]:.4f})" for p in COMPARED)]
-            for i, w in enumerate(config.widths)]
+def _alpha_figure(config: Config, result: Transfer, alpha: Fitted):
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(config.widths)))
+    for i, w in enumerate(config.widths):
+        ax.plot(result.log2_alphas, _curve(result.alpha_train[i]), "o-", ms=2.5, lw=1.2, color=colours[i],
+                label=f"width {w}")
+        ax.axvline(alpha.optima[i], color=colours[i], ls=":", lw=1)
+    ax.set(yscale="log", xlabel="log2 output multiplier", ylabel="training loss", title="muP, sgd")
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _prose(config: Config, result: Transfer, fitted: dict, alpha: Fitted, fixed: dict) -> str:
+    def opt_cell(f, i):
+        edge = "" if f.inside[i] else " (grid edge)"
+        return f"{f.optima[i]:+.2f} [{f.optima_ci[i, 0]:+.2f}, {f.optima_ci[i, 1]:+.2f}]{edge}"
+
+    def loss_cell(losses, i, j):
+        m, t = losses[0][i, :, j], losses[1][i, :, j]
+        return f"{m.mean():.4f} / {t.mean():.4f}"
+
+    rows = []
+    for o in OPTIMIZERS:
+        for p in COMPARED:
+            f = fitted[o, p]
+            for i, w in enumerate(config.widths):
+                j = int(np.argmin(result.train[o, p][i].mean(axis=0)))
+                rows.append([o, LABELS[p], w, opt_cell(f, i),
+                             loss_cell((result.train[o, p], result.test[o, p]), i, j)])
+    slope_rows = [[o, LABELS[p], f"{fitted[o, p].slope:+.3f} [{fitted[o, p].slope_ci[0]:+.3f}, "
+                   f"{fitted[o, p].slope_ci[1]:+.3f}]", f"{THEORY_SLOPE[p]:+.0f}"]
+                  for o in OPTIMIZERS for p in COMPARED]
+    alpha_rows = [[w, opt_cell(alpha, i), loss_cell((result.alpha_train, result.alpha_test), i,
+                                                    int(np.argmin(result.alpha_train[i].mean(axis=0))))]
+                  for i, w in enumerate(config.widths)]
+    diverged = {(o, p): int(np.sum(~np.isfinite(result.train[o, p]))) for o in OPTIMIZERS for p in COMPARED}
+    k = {o: config.lr_halves(o) for o in OPTIMIZERS}
+    fixed_text = "; ".join(f"{o}: at 2^{result.log2_lrs[o][j]:g}, {v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                           for o, (j, v, (lo, hi)) in fixed.items())
     return f"""
-Training loss (mse) after {config.steps} steps of full-batch SGD on {config.n_inputs} inputs on the
-sphere in R^{config.networks.input_dim} (target sin(2 x_1) + cos(x_2 x_3) / 2), MLPs of depth
-{config.depth} ({config.networks.activation}), learning rates 2^k for k = {k[0]} ... {k[-1]},
-{config.seeds} seeds; muP's base width is {config.base_width}, where it equals SP. A run whose loss
-became NaN or infinite counts as diverged and its learning rate as unusable at that width (a gap in the
-curve). The figure follows Tensor Programs V, Figure 1.
+MLPs with {config.depth} hidden layer{'s' if config.depth > 1 else ''} ({config.activation}, W_std = {config.W_std:.3g},
+b_std = {config.b_std}) on the digits' 1347 training images, minibatches of {config.batch}, {config.steps} steps
+(about {config.steps * config.batch / 1347:.0f} epochs), {config.seeds} seeds; SGD with momentum {config.momentum}
+over learning rates 2^(k/2), k = {k['sgd'][0]} ... {k['sgd'][1]}, and Adam over k = {k['adam'][0]} ... {k['adam'][1]}.
+muP's base width is {config.base_width}, where it is SP exactly: there the two columns show the same runs. Runs that diverged (a non-finite loss at any step) are gaps in the
+curves: SGD {diverged['sgd', 'standard']} under SP and {diverged['sgd', 'mup']} under muP, Adam
+{diverged['adam', 'standard']} and {diverged['adam', 'mup']}, out of {config.seeds * len(config.widths)} per
+learning rate. Above its optimum a run that does not diverge can still stop learning (its ReLUs die): the
+loss then stays near {result.zero_output_loss:.3f}, that of a zero output.
 
-Best learning rate per width (the grid point of least mean loss over seeds), with that loss (mean +- standard error):
+Each width's optimum, log2 of the learning rate (parabola through the least mean loss and its neighbours;
+bootstrap interval over seeds), and the mean training / test loss at the best grid point:
 
-{markdown_table(["width", "SP: best lr (loss)", "muP: best lr (loss)"], rows)}
+{markdown_table(["optimizer", "parameterization", "width", "log2 optimum [interval]", "train / test loss"], rows)}
 
-The best learning rate moves by {shift['standard']} grid steps under SP and by {shift['mup']} under muP. Under
-muP the best loss changes from one width to the next by z-scores {", ".join(f"{v:+.1f}" for v in z)}
-(negative: the wider network is better).
+The slope of log2 optimum against log2 width, against theory's large-width value:
+
+{markdown_table(["optimizer", "parameterization", "slope [interval]", "theory"], slope_rows)}
+
+Theory's -1 for SP is the large-width exponent. With SGD the readout's update moves the output by
+eta |h|^2 ~ eta width; with Adam each of the readout's width entries moves by about eta. In SP the NTK
+is the readout's part, sum_i phi_i(x) phi_i(x'), which grows as width, plus the input layer's, which
+does not; SGD's stable rate is 2 / lambda_max of the sum, so its exponent in width reaches -1 only once
+the readout's part dominates. With one hidden layer SP and muP differ under Adam only in the readout
+(its init and multiplier; its Adam factor is 1 in both): the hidden-to-hidden layers, where muP's Adam
+factor 1 / r acts, exist from depth 2.
+
+Under muP the training loss at the base width's best learning rate, against width (slope of log2 loss per
+doubling): {fixed_text}.
+
+**Output multiplier.** muP with SGD at learning rate {fmt(result.alpha_lr)} (the base width's best grid point),
+output multipliers alpha = 2^(k/2), k = {config.log2_alpha_halves[0]} ... {config.log2_alpha_halves[1]}: the
+network's output is alpha times its readout's. The optimum per width:
+
+{markdown_table(["width", "log2 optimum [interval]", "train / test loss"], alpha_rows)}
+
+Slope of log2 optimum against log2 width: {alpha.slope:+.3f} [{alpha.slope_ci[0]:+.3f}, {alpha.slope_ci[1]:+.3f}].
 """
