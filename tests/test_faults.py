@@ -114,7 +114,7 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     # The last such row: the several-steps table, after the first-order one.
     row = [line for line in (tmp_path / "mup.md").read_text().splitlines()
            if line.startswith("| SP | readout |")][-1]
-    assert row.rstrip(" |").rsplit("|", 1)[-1].strip() == str(c.seeds)  # diverged runs
+    assert row.rstrip(" |").rsplit("|", 1)[-1].strip() == str(coordinates.trajectories(c))  # diverged runs
     by_id = {cl["id"]: cl for cl in side["claims"]}
     assert by_id["mup_coord_mup_dense_0"]["measured"] is not None
 

@@ -124,7 +124,7 @@ def test_small_coordinate_check():
     from replication.sweep import Streams
 
     c = coordinates.Config(networks=Networks(input_dim=8), widths=(64, 1024), base_width=64, depth=2,
-                           batch=16, steps=3, seeds=12)
+                           batch=16, steps=3, seeds=12, trajectory_seeds=12)
     records = coordinates.measure(c, Streams(0, mup.STREAMS)).records
     for p, expected in (("mup", 0.0), ("ntk", -0.5)):
         for layer in ("dense_0", "dense_1"):

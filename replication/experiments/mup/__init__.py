@@ -65,7 +65,7 @@ class Config:
 PRESETS = {
     "quick": Config(),
     "full": Config(
-        coordinates=coordinates.Config(widths=tuple(2**k for k in range(5, 14)), seeds=16),
+        coordinates=coordinates.Config(widths=tuple(2**k for k in range(5, 14)), seeds=16, trajectory_seeds=16),
         transfer=transfer.Config(widths=(128, 256, 512, 1024, 2048, 4096, 8192), depth=2, seeds=8,
                                  sgd_log2_lr_halves=(-16, 1), adam_log2_lr_halves=(-28, -7)),
         initialisation=initialisation.Config(seeds=16),

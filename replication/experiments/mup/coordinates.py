@@ -68,13 +68,16 @@ class Config:
     batch: int = 32               # one fixed batch of inputs on the sphere
     steps: int = 5                # SGD steps, each one recorded
     seeds: int = 8                # independent networks per width
+    # The several-step check (figures and a table, no claims) trains the first of them: its
+    # widest networks' steps cost as much as everything else here.
+    trajectory_seeds: int = 4
     lr_fraction: float = 0.5      # of the stability limit 2 n / lambda_max of the empirical NTK at the base width
     exponent_tolerance: float = EXPONENT_BAND
 
 
 @dataclass
 class CoordinateCheck:
-    """``records[p][layer]``: ``(n_widths, seeds, steps + 1, 2)``, mean ``|h_t|`` and mean
+    """``records[p][layer]``: ``(n_widths, trajectories, steps + 1, 2)``, mean ``|h_t|`` and mean
     ``|h_t - h_0|`` after each step (NaN where a run diverged); the base learning rates by
     parameterization; ``first_order[p][layer]``: ``(n_widths, seeds)``, mean ``|delta h_l|`` of the
     first step per unit learning rate."""
@@ -138,9 +141,9 @@ def _coordinate_fns(module):
 def checks(config: Config, streams: Streams, x, y, parameterization: str, lr: float):
     """Both checks of one parameterization, each network initialised once.
 
-    ``records``: ``{layer: (n_widths, seeds, steps + 1, 2)}``, mean |h| and mean |h - h_0| after each
-    SGD step at ``lr``; muP's readout starts at zero there, so that the first residual is the same at
-    every width. ``first``: ``{layer: (n_widths, seeds)}``, mean |delta h_l| of the first SGD step per
+    ``records``: ``{layer: (n_widths, trajectories, steps + 1, 2)}``, mean |h| and mean |h - h_0| after
+    each SGD step at ``lr``, for the first ``trajectories(config)`` seeds; muP's readout starts at zero
+    there, so that the first residual is the same at every width. ``first``: ``{layer: (n_widths, seeds)}``, mean |delta h_l| of the first SGD step per
     unit learning rate, the same networks with their random readout, along the update that the
     residual of zero outputs, ``-y``, gives: the same residual at every width (muP's random initial
     output is of order 1 at the base width and shrinks as width^(-1/2), and would bend the curves
@@ -161,14 +164,21 @@ def checks(config: Config, streams: Streams, x, y, parameterization: str, lr: fl
             update, _ = opt_unit.update(grad(p0), opt_unit.init(p0), p0)
             for k, v in _first_order_fn(module)(p0, update, x).items():
                 first.setdefault(k, np.full((len(config.widths), config.seeds), np.nan))[i, s] = float(v)
+            if s >= trajectories(config):
+                continue
             if parameterization == "mup":
                 p0 = _zero_readout(p0)
             run = fit(loss, p0, opt_lr, config.steps, record=record, record_every=1,
                       args=(outputs(p0, x), x, y))
             for k, v in run.records.items():
-                records.setdefault(k, np.full((len(config.widths), config.seeds, config.steps + 1, 2),
+                records.setdefault(k, np.full((len(config.widths), trajectories(config), config.steps + 1, 2),
                                               np.nan))[i, s] = np.asarray(v)
     return records, first
+
+
+def trajectories(config: Config) -> int:
+    """How many of each width's networks the several-step check trains."""
+    return min(config.trajectory_seeds, config.seeds)
 
 
 def _zero_readout(params):
@@ -269,7 +279,7 @@ def _figures(config: Config, result: CoordinateCheck) -> list[Figure]:
         axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
         figs.append(Figure(f"coord_check_{'change' if kind else 'size'}", fig,
-                           f"Coordinate check, {label}, averaged (geometric mean) over {config.seeds} seeds: "
+                           f"Coordinate check, {label}, averaged (geometric mean) over {trajectories(config)} seeds: "
                            "rows SP, NTK, muP (each row its own y axis, at least "
                            f"{MIN_SPAN:g} octaves tall); columns the SGD steps. Flat lines are "
                            "width-independent."))
@@ -315,7 +325,8 @@ stop every hidden layer's first step):
 The `mup` package's coordinate check: one fixed batch of {config.batch} inputs on the sphere in
 R^{net.input_dim} (target sin(2 x_1)), MLPs of depth {config.depth} ({net.activation},
 W_std = {fmt(net.W_std)}, b_std = {fmt(net.b_std)}) at widths {", ".join(map(str, widths))},
-muP's base width {config.base_width}; {T} steps of SGD on mse, {config.seeds} seeds. The readout
+muP's base width {config.base_width}; {T} steps of SGD on mse, the first {trajectories(config)} of the
+{config.seeds} seeds. The readout
 of the muP networks is initialised at zero (Tensor Programs V's recommendation, and muP's limit: its
 random initial output shrinks as r^(-1/2)), so the first step's residual is the same at every width;
 with a random readout the narrow muP networks start from an O(1) random output and the wide ones from

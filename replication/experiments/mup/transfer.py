@@ -70,8 +70,8 @@ class Config:
     seeds: int = 5
     # The learning-rate grids, 2^(k/2) for k in the range: wide enough that every optimum,
     # SP's at the widest width included, has a grid point on either side.
-    sgd_log2_lr_halves: tuple[int, int] = (-9, -1)
-    adam_log2_lr_halves: tuple[int, int] = (-18, -11)
+    sgd_log2_lr_halves: tuple[int, int] = (-8, -1)
+    adam_log2_lr_halves: tuple[int, int] = (-17, -11)
     # Second hyperparameter: the output multiplier alpha (the network's output is alpha times
     # its readout's), under muP with SGD at the base width's best learning rate.
     log2_alpha_halves: tuple[int, int] = (-4, 2)
@@ -198,10 +198,16 @@ def measure(config: Config, streams: Streams) -> Transfer:
         base = int(np.argmin(np.mean(train["sgd", "mup"][0], axis=0)))
         alpha_lr = float(2.0 ** log2_lrs["sgd"][base])
         alphas = 2.0 ** log2_alphas
+        # alpha = 1 at that rate is a run of the learning-rate sweep: taken from it, not repeated.
+        one = log2_alphas == 0
         a = np.empty(shape + (alphas.size,))
         b = np.empty_like(a)
         for i, w in enumerate(config.widths):
-            a[i], b[i] = sweep(_spec(config, "mup", w), "sgd", np.full_like(alphas, alpha_lr), alphas, w)
+            rest = alphas[~one]
+            a[i][..., ~one], b[i][..., ~one] = sweep(_spec(config, "mup", w), "sgd",
+                                                     np.full_like(rest, alpha_lr), rest, w)
+            a[i][..., one] = train["sgd", "mup"][i][:, [base]][:, :one.sum()]
+            b[i][..., one] = test["sgd", "mup"][i][:, [base]][:, :one.sum()]
             bar.update()
     return Transfer(log2_lrs, train, test, log2_alphas, alpha_lr, a, b, float(mse(0.0, arrays[1])))
 
