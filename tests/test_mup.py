@@ -259,7 +259,8 @@ def test_small_transfer_study():
     from replication.sweep import Streams
 
     c = transfer.Config(widths=(128, 256), steps=30, seeds=2, sgd_log2_lr_halves=(-6, 12),
-                        adam_log2_lr_halves=(-16, -12), log2_alpha_halves=(-2, 2), bootstrap=50)
+                        adam_log2_lr_halves=(-16, -12), log2_alpha_halves=(-2, 2), bootstrap=50,
+                        share_stops=(10, 2000))
     result = transfer.measure(c, Streams(0, mup.STREAMS))
     for o in transfer.OPTIMIZERS:
         assert result.train[o, "standard"].shape == (2, 2, result.log2_lrs[o].size)
@@ -267,6 +268,9 @@ def test_small_transfer_study():
         assert np.isfinite(result.train[o, "mup"][1]).any()
     assert np.isinf(result.train["sgd", "standard"][:, :, -1]).all()     # 2^6: diverged
     assert result.alpha_train.shape == (2, 2, 5)
+    for k in ("dense_0", "readout", "all"):   # Adam's per-layer shares: muP is SP at the base width
+        assert result.shares["standard", k].shape == (2, 1)
+        assert result.shares["mup", k][0] == result.shares["standard", k][0]
     found = transfer.findings(c, result)
     ids = {cl.id for cl in found.claims}
     assert {f"mup_transfer_slope_{p}_{o}" for p in ("sp", "mup") for o in ("sgd", "adam")} <= ids

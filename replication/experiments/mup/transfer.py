@@ -70,11 +70,16 @@ class Config:
     seeds: int = 5
     # The learning-rate grids, 2^(k/2) for k in the range: wide enough that every optimum,
     # SP's at the widest width included, has a grid point on either side.
-    sgd_log2_lr_halves: tuple[int, int] = (-8, -1)
-    adam_log2_lr_halves: tuple[int, int] = (-17, -11)
+    sgd_log2_lr_halves: tuple[int, int] = (-8, -2)
+    adam_log2_lr_halves: tuple[int, int] = (-17, -12)
     # Second hyperparameter: the output multiplier alpha (the network's output is alpha times
     # its readout's), under muP with SGD at the base width's best learning rate.
-    log2_alpha_halves: tuple[int, int] = (-4, 2)
+    log2_alpha_halves: tuple[int, int] = (-3, 1)
+    # Where Adam's output change per step comes from: one network per width and parameterization
+    # at the base width's best Adam rate, each layer's share of one update after these steps,
+    # on the first ``probe`` training images.
+    share_stops: tuple[int, ...] = (10, 2000)
+    probe: int = 256
     bootstrap: int = 2000
     confidence: float = 0.95
 
@@ -96,7 +101,8 @@ class Transfer:
     alpha_lr: float
     alpha_train: np.ndarray
     alpha_test: np.ndarray
-    zero_output_loss: float   # the loss of a network whose output is 0
+    adam_lr: float = float("nan")
+    shares: dict = None   # (p, layer) -> (n_widths, n_stops): RMS output change of one Adam update
 
 
 def _grid(halves) -> np.ndarray:
@@ -140,6 +146,44 @@ def _program(module, optimizer, tail_steps: int):
 
     with training_layout():
         return jax.jit(run)
+
+
+def update_shares(module, optimizer, params, order, x_train, y_train, x_probe, stops) -> dict:
+    """After each of ``stops`` minibatch steps, the RMS over ``x_probe`` of the output change that the
+    next update makes, to first order (a Jacobian-vector product), along each layer's part of it
+    and along all of it: ``{layer or "all": [one value per stop]}``."""
+    def loss(p, idx):
+        return mse(module.apply(p, x_train[idx]), y_train[idx])
+
+    @jax.jit
+    def train(p, state, block):
+        def step(carry, idx):
+            p, state = carry
+            updates, state = optimizer.update(jax.grad(loss)(p, idx), state, p)
+            return (optax.apply_updates(p, updates), state), None
+        return jax.lax.scan(step, (p, state), block)[0]
+
+    @jax.jit
+    def shares(p, state, idx):
+        updates, _ = optimizer.update(jax.grad(loss)(p, idx), state, p)
+        layers = {name: jax.tree.map(jnp.zeros_like, updates) for name in updates["params"]}
+        for name, u in layers.items():
+            u["params"][name] = updates["params"][name]
+        out = {name: _rms_jvp(module, p, u, x_probe) for name, u in layers.items()}
+        return {**out, "all": _rms_jvp(module, p, updates, x_probe)}
+
+    out, state, done = {}, optimizer.init(params), 0
+    for stop in stops:
+        params, state = train(params, state, order[done:stop])
+        done = stop
+        for k, v in shares(params, state, order[stop % order.shape[0]]).items():
+            out.setdefault(k, []).append(float(v))
+    return out
+
+
+def _rms_jvp(module, params, tangent, x):
+    _, change = jax.jvp(lambda q: module.apply(q, x), (params,), (tangent,))
+    return jnp.sqrt(jnp.mean(change ** 2))
 
 
 def _orders(config: Config, streams: Streams, n_train: int) -> list[np.ndarray]:
@@ -209,7 +253,21 @@ def measure(config: Config, streams: Streams) -> Transfer:
             a[i][..., one] = train["sgd", "mup"][i][:, [base]][:, :one.sum()]
             b[i][..., one] = test["sgd", "mup"][i][:, [base]][:, :one.sum()]
             bar.update()
-    return Transfer(log2_lrs, train, test, log2_alphas, alpha_lr, a, b, float(mse(0.0, arrays[1])))
+        # Adam's per-layer shares, at the base width's best Adam grid point, seed 0's networks.
+        j = int(np.argmin(np.mean(train["adam", "mup"][0], axis=0)))
+        adam_lr = float(2.0 ** log2_lrs["adam"][j])
+        stops = tuple(t for t in config.share_stops if t <= config.steps)
+        shares = {}
+        for p in COMPARED:
+            for i, w in enumerate(config.widths):
+                spec = _spec(config, p, w)
+                module = spec.flax()
+                params = module.init(streams.network("transfer_networks", w, 0), arrays[0][:1])
+                found = update_shares(module, spec.optimizer("adam", adam_lr), params, orders[0], arrays[0],
+                                      arrays[1], arrays[0][:config.probe], stops)
+                for k, v in found.items():
+                    shares.setdefault((p, k), np.full((len(config.widths), len(stops)), np.nan))[i] = v
+    return Transfer(log2_lrs, train, test, log2_alphas, alpha_lr, a, b, adam_lr, shares)
 
 
 def optimum(log2_grid: np.ndarray, curve: np.ndarray) -> tuple[float, bool]:
@@ -340,7 +398,9 @@ def findings(config: Config, result: Transfer) -> Findings:
         **{f"optimum_ci/{o}/{p}": fitted[o, p].optima_ci for o in OPTIMIZERS for p in COMPARED},
         "log2_alphas": result.log2_alphas, "alpha_lr": result.alpha_lr,
         "alpha_train": result.alpha_train, "alpha_test": result.alpha_test,
-        "alpha_optimum": alpha.optima, "alpha_optimum_ci": alpha.optima_ci}}
+        "alpha_optimum": alpha.optima, "alpha_optimum_ci": alpha.optima_ci,
+        "adam_share_lr": result.adam_lr, "adam_share_stops": [t for t in config.share_stops if t <= config.steps],
+        **{f"adam_share/{p}/{k}": v for (p, k), v in (result.shares or {}).items()}}}
     figures = [
         Figure("lr_transfer", _figure(config, result, fitted),
                "Training loss (mean over seeds, the last 5% of steps) against learning rate, one line per "
@@ -420,19 +480,21 @@ def _prose(config: Config, result: Transfer, fitted: dict, alpha: Fitted, fixed:
     k = {o: config.lr_halves(o) for o in OPTIMIZERS}
     fixed_text = "; ".join(f"{o}: at 2^{result.log2_lrs[o][j]:g}, {v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                            for o, (j, v, (lo, hi)) in fixed.items())
+    runs = config.seeds * len(config.widths)
     return f"""
 MLPs with {config.depth} hidden layer{'s' if config.depth > 1 else ''} ({config.activation}, W_std = {config.W_std:.3g},
-b_std = {config.b_std}) on the digits' 1347 training images, minibatches of {config.batch}, {config.steps} steps
-(about {config.steps * config.batch / 1347:.0f} epochs), {config.seeds} seeds; SGD with momentum {config.momentum}
-over learning rates 2^(k/2), k = {k['sgd'][0]} ... {k['sgd'][1]}, and Adam over k = {k['adam'][0]} ... {k['adam'][1]}.
-muP's base width is {config.base_width}, where it is SP exactly: there the two columns show the same runs. Runs that diverged (a non-finite loss at any step) are gaps in the
-curves: SGD {diverged['sgd', 'standard']} under SP and {diverged['sgd', 'mup']} under muP, Adam
-{diverged['adam', 'standard']} and {diverged['adam', 'mup']}, out of {config.seeds * len(config.widths)} per
-learning rate. Above its optimum a run that does not diverge can still stop learning (its ReLUs die): the
-loss then stays near {result.zero_output_loss:.3f}, that of a zero output.
+b_std = {config.b_std}) on the digits' 1347 training images: minibatches of {config.batch}, {config.steps} steps
+(about {config.steps * config.batch / 1347:.0f} epochs), {config.seeds} seeds. SGD with momentum {config.momentum}
+runs over learning rates 2^(k/2), k = {k['sgd'][0]} ... {k['sgd'][1]}; Adam over k = {k['adam'][0]} ... {k['adam'][1]}.
+muP's base width is {config.base_width}, where it is SP exactly, so there the two columns show the same runs.
+A run that diverged (a non-finite loss at any step) is a gap in its curve. Diverged runs, over all
+learning rates ({runs} runs per learning rate): SGD {diverged['sgd', 'standard']} under SP and
+{diverged['sgd', 'mup']} under muP; Adam {diverged['adam', 'standard']} and {diverged['adam', 'mup']}.
 
 Each width's optimum, log2 of the learning rate (parabola through the least mean loss and its neighbours;
-bootstrap interval over seeds), and the mean training / test loss at the best grid point:
+bootstrap interval over seeds), and the mean training / test loss at the best grid point. With
+{config.seeds} seeds a resample holds at most {config.seeds} distinct networks per width, so these percentile
+intervals are, if anything, narrower than the seeds' spread warrants:
 
 {markdown_table(["optimizer", "parameterization", "width", "log2 optimum [interval]", "train / test loss"], rows)}
 
@@ -458,4 +520,31 @@ network's output is alpha times its readout's. The optimum per width:
 {markdown_table(["width", "log2 optimum [interval]", "train / test loss"], alpha_rows)}
 
 Slope of log2 optimum against log2 width: {alpha.slope:+.3f} [{alpha.slope_ci[0]:+.3f}, {alpha.slope_ci[1]:+.3f}].
+{_shares_text(config, result)}"""
+
+
+def _shares_text(config: Config, result: Transfer) -> str:
+    if not result.shares:
+        return ""
+    stops = [t for t in config.share_stops if t <= config.steps]
+    layers = sorted({k for _, k in result.shares if k != "all"}, key=lambda k: (k == "readout", k)) + ["all"]
+    header = ["parameterization", "width"] + [f"after step {t}: " + " / ".join(layers) for t in stops]
+    rows = [[LABELS[p], w] + [" / ".join(f"{result.shares[p, k][i, j]:.3g}" for k in layers)
+                              for j in range(len(stops))]
+            for p in COMPARED for i, w in enumerate(config.widths)]
+    lw = np.log2(np.asarray(config.widths, float))
+    slopes = ", ".join(f"{_slope(lw, np.log2(result.shares['standard', 'readout'][:, j])):+.2f} after step {t}"
+                       for j, t in enumerate(stops))
+    return f"""
+**Where Adam's step goes.** Theory's fall of SP's optimal rate with width comes from the growth of
+the output's change per step. Measured directly: one network per width and parameterization (seed 0),
+Adam at the base width's best grid rate {fmt(result.adam_lr)}; after step t, the output change that the
+next update makes (first order, RMS over the first {config.probe} training images), along each layer's
+part of the update and along all of it:
+
+{markdown_table(header, rows)}
+
+An Adam update that moves each of the readout's entries by about the rate, all in one direction,
+gives the readout's share under SP an exponent of +1 in width (muP's multiplier 1 / r makes it 0).
+Measured under SP (log2 per log2, one network per width): {slopes}.
 """

@@ -51,7 +51,7 @@ class Config:
     depths: tuple[int, ...] = (2, 4, 8, 16, 32)
     max_weights: int = 2**19       # skip (depth, width) with depth * width^2 above this
     min_width: int = 8
-    samples: int = 1024            # networks per cell
+    samples: int = 768             # networks per cell
     groups: int = 16               # independent groups of networks: the jackknife's replicates
     input_dim: int = 8             # x = (1, ..., 1)
 
