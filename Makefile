@@ -19,10 +19,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/replication/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.1
 
-# By their wall times in `make all` (ntk 498 s, digits 513 s, mup 292 s, nngp 206 s, regression
-# 143 s, lazy 37 s): `make all` runs JOBS experiments at a time, each taking the next one as it
-# finishes, so this order ends both lanes of a 2-core machine together (ntk, mup, lazy on one;
-# digits, nngp, regression on the other).
+# By their wall times in `make all` (ntk 480 s, digits 489 s, mup 364 s, nngp 196 s, regression
+# 139 s, lazy 32 s): `make all` runs JOBS experiments at a time, each taking the next one as it
+# finishes, so this order ends both lanes of a 2-core machine together (ntk, nngp, regression,
+# lazy on one; digits, mup on the other).
 EXPERIMENTS := ntk digits nngp mup regression lazy
 # Most of an experiment's steps keep one core busy (small matrices, one network at
 # a time), so two at once finish sooner on 2 cores. With one accelerator, JOBS=1.
