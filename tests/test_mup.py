@@ -252,8 +252,11 @@ def test_learning_rate_as_a_factor_on_the_update_is_the_optimizer_at_that_rate()
 
 
 def test_small_transfer_study():
-    """Two widths, a few steps: muP at the base width is SP's runs; a rate far past the edge is
-    recorded as diverged (inf); every claim is made, each on a bootstrap interval."""
+    """Two widths, a few steps: muP's network at the base width trains as SP's; a rate far past the edge is
+    recorded as diverged (inf); every claim is made, with an interval where its optima are bracketed;
+    a ladder that does not start at the base width, or stops out of order, are refused."""
+    import dataclasses
+
     from replication.experiments import mup
     from replication.experiments.mup import transfer
     from replication.sweep import Streams
@@ -264,15 +267,28 @@ def test_small_transfer_study():
     result = transfer.measure(c, Streams(0, mup.STREAMS))
     for o in transfer.OPTIMIZERS:
         assert result.train[o, "standard"].shape == (2, 2, result.log2_lrs[o].size)
-        np.testing.assert_array_equal(result.train[o, "mup"][0], result.train[o, "standard"][0])
         assert np.isfinite(result.train[o, "mup"][1]).any()
     assert np.isinf(result.train["sgd", "standard"][:, :, -1]).all()     # 2^6: diverged
     assert result.alpha_train.shape == (2, 2, 5)
-    for k in ("dense_0", "readout", "all"):   # Adam's per-layer shares: muP is SP at the base width
+    for k in ("dense_0", "readout", "all"):   # Adam's per-layer shares, trained separately: muP is SP there
         assert result.shares["standard", k].shape == (2, 1)
         assert result.shares["mup", k][0] == result.shares["standard", k][0]
     found = transfer.findings(c, result)
-    ids = {cl.id for cl in found.claims}
+    by_id = {cl.id: cl for cl in found.claims}
+    for o in transfer.OPTIMIZERS:
+        for p, name in (("standard", "sp"), ("mup", "mup")):
+            claim = by_id[f"mup_transfer_slope_{name}_{o}"]
+            inside = transfer.optima(result.log2_lrs[o], result.train[o, p])[1].all()
+            # An interval exactly when every optimum is bracketed; unbracketed is inconclusive, not failed.
+            assert (claim.ci is not None) == inside and np.isfinite(claim.measured)
+            assert claim.ci is None or claim.ci[0] <= claim.measured <= claim.ci[1]
+            assert inside or claim.verdict == "inconclusive"
+        assert by_id[f"mup_transfer_wider_is_better_{o}"].ci is not None
+    with pytest.raises(ValueError, match="base width"):
+        transfer.measure(dataclasses.replace(c, widths=(256, 512)), Streams(0, mup.STREAMS))
+    with pytest.raises(ValueError, match="share_stops"):
+        transfer.measure(dataclasses.replace(c, share_stops=(20, 10)), Streams(0, mup.STREAMS))
+    ids = set(by_id)
     assert {f"mup_transfer_slope_{p}_{o}" for p in ("sp", "mup") for o in ("sgd", "adam")} <= ids
     assert {"mup_transfer_wider_is_better_sgd", "mup_transfer_wider_is_better_adam",
             "mup_transfer_slope_mup_output_multiplier"} <= ids
