@@ -19,8 +19,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/replication/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.1
 
-# By their wall times in `make all` (ntk 480 s, digits 489 s, mup 364 s, nngp 196 s, regression
-# 139 s, lazy 32 s): `make all` runs JOBS experiments at a time, each taking the next one as it
+# By their wall times in `make all` (ntk 489 s, digits 497 s, mup 355 s, nngp 196 s, regression
+# 140 s, lazy 33 s): `make all` runs JOBS experiments at a time, each taking the next one as it
 # finishes, so this order ends both lanes of a 2-core machine together (ntk, nngp, regression,
 # lazy on one; digits, mup on the other).
 EXPERIMENTS := ntk digits nngp mup regression lazy
