@@ -143,8 +143,8 @@ def checks(config: Config, streams: Streams, x, y, parameterization: str, lr: fl
 
     ``records``: ``{layer: (n_widths, trajectories, steps + 1, 2)}``, mean |h| and mean |h - h_0| after
     each SGD step at ``lr``, for the first ``trajectories(config)`` seeds; muP's readout starts at zero
-    there, so that the first residual is the same at every width. ``first``: ``{layer: (n_widths, seeds)}``, mean |delta h_l| of the first SGD step per
-    unit learning rate, the same networks with their random readout, along the update that the
+    there, so that the first residual is the same at every width. ``first``: ``{layer: (n_widths,
+    seeds)}``, mean |delta h_l| of the first SGD step per unit learning rate, the same networks with their random readout, along the update that the
     residual of zero outputs, ``-y``, gives: the same residual at every width (muP's random initial
     output is of order 1 at the base width and shrinks as width^(-1/2), and would bend the curves
     through the residual, not through the scaling). A zero readout changes the init only (the

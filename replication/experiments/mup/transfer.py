@@ -86,7 +86,6 @@ class Config:
     bootstrap: int = 2000
     confidence: float = 0.95
 
-
     def lr_halves(self, optimizer: str) -> tuple[int, int]:
         return {"sgd": self.sgd_log2_lr_halves, "adam": self.adam_log2_lr_halves}[optimizer]
 
@@ -104,12 +103,17 @@ class Transfer:
     alpha_lr: float
     alpha_train: np.ndarray
     alpha_test: np.ndarray
-    adam_lr: float = float("nan")
-    shares: dict = None   # (p, layer) -> (n_widths, n_stops): RMS output change of one Adam update
+    adam_lr: float
+    shares: dict   # (p, layer) -> (n_widths, n_stops): RMS output change of one Adam update
 
 
 def _grid(halves) -> np.ndarray:
     return np.arange(halves[0], halves[1] + 1) / 2.0
+
+
+def base_best(losses: np.ndarray) -> int:
+    """The grid index of least seed-mean loss at the ladder's first width, the base width."""
+    return int(np.argmin(np.mean(losses[0], axis=0)))
 
 
 def _spec(config: Config, p: str, width: int) -> MLP:
@@ -254,23 +258,22 @@ def measure(config: Config, streams: Streams) -> Transfer:
                     bar.update()
                 train[opt, p], test[opt, p] = a, b
         # The output multiplier at the base width's best learning rate (muP, SGD), on the grid.
-        base = int(np.argmin(np.mean(train["sgd", "mup"][0], axis=0)))
+        base = base_best(train["sgd", "mup"])
         alpha_lr = float(2.0 ** log2_lrs["sgd"][base])
         alphas = 2.0 ** log2_alphas
         # alpha = 1 at that rate is a run of the learning-rate sweep: taken from it, not repeated.
         one = log2_alphas == 0
         a = np.empty(shape + (alphas.size,))
         b = np.empty_like(a)
+        rest = alphas[~one]
         for i, w in enumerate(config.widths):
-            rest = alphas[~one]
-            a[i][..., ~one], b[i][..., ~one] = sweep(_spec(config, "mup", w), "sgd",
-                                                     np.full_like(rest, alpha_lr), rest, w)
-            a[i][..., one] = train["sgd", "mup"][i][:, [base]][:, :one.sum()]
-            b[i][..., one] = test["sgd", "mup"][i][:, [base]][:, :one.sum()]
+            a[i][:, ~one], b[i][:, ~one] = sweep(_spec(config, "mup", w), "sgd", np.full_like(rest, alpha_lr),
+                                                 rest, w)
+            if one.any():
+                a[i][:, one], b[i][:, one] = train["sgd", "mup"][i][:, [base]], test["sgd", "mup"][i][:, [base]]
             bar.update()
         # Adam's per-layer shares, at the base width's best Adam grid point, seed 0's networks.
-        j = int(np.argmin(np.mean(train["adam", "mup"][0], axis=0)))
-        adam_lr = float(2.0 ** log2_lrs["adam"][j])
+        adam_lr = float(2.0 ** log2_lrs["adam"][base_best(train["adam", "mup"])])
         stops = tuple(t for t in config.share_stops if t <= config.steps)
         shares = {}
         for p in COMPARED:
@@ -327,13 +330,15 @@ def seed_jackknife(statistic, n_seeds: int, confidence: float) -> tuple[float, t
     return point, (point - half, point + half)
 
 
-def bootstrap(statistic, n_seeds: int, rng: np.random.Generator, draws: int, confidence: float):
-    """``(point, (low, high), values)``: ``statistic(seed indices)`` on all seeds, and the percentile
-    interval of its values over ``draws`` resamples of the seeds with replacement."""
-    point = statistic(np.arange(n_seeds))
-    values = np.array([statistic(rng.integers(0, n_seeds, n_seeds)) for _ in range(draws)])
-    q = (1 - confidence) / 2
-    return point, (float(np.quantile(values, q)), float(np.quantile(values, 1 - q))), values
+def slope_statistic(config: Config, log2_grid, losses):
+    """``seeds -> slope of log2 optimum against log2 width``, the optima from those seeds' mean curves."""
+    lw = np.log2(np.asarray(config.widths, float))
+    return lambda seeds: _slope(lw, optima(log2_grid, losses, seeds)[0])
+
+
+def bootstrap(statistic, n_seeds: int, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """``statistic(seed indices)`` over ``draws`` resamples of the seeds with replacement."""
+    return np.array([statistic(rng.integers(0, n_seeds, n_seeds)) for _ in range(draws)])
 
 
 @dataclass
@@ -348,11 +353,10 @@ class Fitted:
 
 
 def fit_sweep(config: Config, log2_grid, losses, rng) -> Fitted:
-    lw = np.log2(np.asarray(config.widths, float))
     point, inside = optima(log2_grid, losses)
-    per_width = lambda s: optima(log2_grid, losses, s)[0]
-    slope, slope_ci = seed_jackknife(lambda s: _slope(lw, per_width(s)), losses.shape[1], config.confidence)
-    _, _, values = bootstrap(per_width, losses.shape[1], rng, config.bootstrap, config.confidence)
+    slope, slope_ci = seed_jackknife(slope_statistic(config, log2_grid, losses), losses.shape[1],
+                                     config.confidence)
+    values = bootstrap(lambda s: optima(log2_grid, losses, s)[0], losses.shape[1], rng, config.bootstrap)
     q = (1 - config.confidence) / 2
     ci = np.stack([np.quantile(values, q, axis=0), np.quantile(values, 1 - q, axis=0)], axis=1)
     return Fitted(point, inside, ci, slope, slope_ci)
@@ -394,7 +398,7 @@ def findings(config: Config, result: Transfer) -> Findings:
     fixed = {}
     for o in OPTIMIZERS:
         losses = result.train[o, "mup"]
-        j = int(np.argmin(np.mean(losses[0], axis=0)))
+        j = base_best(losses)
         stat = lambda s, j=j, losses=losses: _slope(lw, np.log2(_mean_curves(losses, s)[:, j]))
         value, ci = seed_jackknife(stat, config.seeds, config.confidence)
         fixed[o] = (j, value, ci)
@@ -427,7 +431,7 @@ def findings(config: Config, result: Transfer) -> Findings:
         "alpha_train": result.alpha_train, "alpha_test": result.alpha_test,
         "alpha_optimum": alpha.optima, "alpha_optimum_ci": alpha.optima_ci,
         "adam_share_lr": result.adam_lr, "adam_share_stops": [t for t in config.share_stops if t <= config.steps],
-        **{f"adam_share/{p}/{k}": v for (p, k), v in (result.shares or {}).items()}}}
+        **{f"adam_share/{p}/{k}": v for (p, k), v in result.shares.items()}}}
     figures = [
         Figure("lr_transfer", _figure(config, result, fitted),
                "Training loss (mean over seeds, the last 5% of steps) against learning rate, one line per "
@@ -440,8 +444,7 @@ def findings(config: Config, result: Transfer) -> Findings:
     ]
     paired = {}
     for o in OPTIMIZERS:
-        slope_of = {p: (lambda s, p=p: _slope(lw, optima(result.log2_lrs[o], result.train[o, p], s)[0]))
-                    for p in COMPARED}
+        slope_of = {p: slope_statistic(config, result.log2_lrs[o], result.train[o, p]) for p in COMPARED}
         paired[o] = seed_jackknife(lambda s: slope_of["standard"](s) - slope_of["mup"](s), config.seeds,
                                    config.confidence)
     series["transfer"].update({f"slope_sp_minus_mup/{o}": [v, *ci] for o, (v, ci) in paired.items()})
